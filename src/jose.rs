@@ -1,0 +1,458 @@
+//! Compact JWS structure: the three base64url parts, the protected header and
+//! the JWS algorithm names. Knows nothing of keys, issuers or claims.
+//!
+//! Strictness, each a decision:
+//! - exactly three parts; five parts (a JWE) and the JSON serialization are
+//!   refused, since a token verifier has no use for either;
+//! - base64url without padding, without whitespace and with zero trailing
+//!   bits, so each token has one encoding and a memo keyed by the token text
+//!   cannot be split by re-encodings;
+//! - the header is a JSON object without duplicate member names; `alg` is a
+//!   case-sensitive string; `crit` is refused whatever it lists (jwtd
+//!   implements no extension that may be critical) and so is `b64: false`;
+//! - `jku`, `x5u`, `jwk` and `x5c` are read past and never used: a token never
+//!   chooses its own key or where jwtd connects.
+
+use std::cell::Cell;
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
+
+use crate::json::{self, Checked, Name, Seen};
+
+/// base64url as RFC 7515 §2 requires: no padding, canonical trailing bits.
+pub(crate) const B64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(false),
+);
+
+/// A JWS algorithm jwtd verifies (RFC 7518 §3, RFC 8037 for EdDSA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)] // The names are the RFC 7518 registry names.
+pub enum Algorithm {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    ES512,
+    EdDSA,
+    HS256,
+    HS384,
+    HS512,
+}
+
+impl Algorithm {
+    /// Every algorithm jwtd supports, in a fixed order.
+    pub const ALL: [Algorithm; 13] = [
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+        Algorithm::PS512,
+        Algorithm::ES256,
+        Algorithm::ES384,
+        Algorithm::ES512,
+        Algorithm::EdDSA,
+        Algorithm::HS256,
+        Algorithm::HS384,
+        Algorithm::HS512,
+    ];
+
+    /// The algorithm with exactly this registered name (case-sensitive).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|alg| alg.name() == name)
+    }
+
+    /// The registered name, as it appears in a header's `alg`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::RS256 => "RS256",
+            Algorithm::RS384 => "RS384",
+            Algorithm::RS512 => "RS512",
+            Algorithm::PS256 => "PS256",
+            Algorithm::PS384 => "PS384",
+            Algorithm::PS512 => "PS512",
+            Algorithm::ES256 => "ES256",
+            Algorithm::ES384 => "ES384",
+            Algorithm::ES512 => "ES512",
+            Algorithm::EdDSA => "EdDSA",
+            Algorithm::HS256 => "HS256",
+            Algorithm::HS384 => "HS384",
+            Algorithm::HS512 => "HS512",
+        }
+    }
+
+    /// A distinct bit per algorithm, for [`AlgorithmSet`].
+    fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A set of algorithms, as an issuer's allowlist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlgorithmSet(u16);
+
+impl AlgorithmSet {
+    /// Every supported algorithm.
+    pub fn all() -> Self {
+        Self::from_iter(Algorithm::ALL)
+    }
+
+    /// True when `alg` is in the set.
+    pub fn contains(self, alg: Algorithm) -> bool {
+        self.0 & alg.bit() != 0
+    }
+}
+
+impl FromIterator<Algorithm> for AlgorithmSet {
+    fn from_iter<I: IntoIterator<Item = Algorithm>>(iter: I) -> Self {
+        Self(iter.into_iter().fold(0, |bits, alg| bits | alg.bit()))
+    }
+}
+
+/// Which of the three parts of a compact JWS a problem is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The protected header.
+    Header,
+    /// The payload (the JWT claims set).
+    Payload,
+    /// The signature.
+    Signature,
+}
+
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Part::Header => "header",
+            Part::Payload => "payload",
+            Part::Signature => "signature",
+        })
+    }
+}
+
+/// Why a token is not a well-formed compact JWS carrying a JWT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Malformed {
+    /// Five dot-separated parts: an encrypted token.
+    #[error("JWE (encrypted) tokens are not supported")]
+    Jwe,
+    /// Not three dot-separated parts.
+    #[error("a compact JWS has 3 dot-separated parts, this token has {0}")]
+    Parts(usize),
+    /// A part is not canonical unpadded base64url.
+    #[error("{0} is not canonical base64url")]
+    Base64(Part),
+    /// A part is not a JSON object.
+    #[error("{0} is not a JSON object")]
+    NotObject(Part),
+    /// A member name appears twice in one object.
+    #[error("duplicate member name in {0}")]
+    DuplicateMember(Part),
+    /// The header has no `alg`, or it is not a string.
+    #[error("header alg is missing or not a string")]
+    Alg,
+    /// The header's `kid` is not a string.
+    #[error("header kid is not a string")]
+    Kid,
+    /// The header has a `crit` member.
+    #[error("header crit names an extension jwtd does not implement")]
+    Crit,
+    /// The header has `b64` other than `true` (RFC 7797 unencoded payload).
+    #[error("unencoded payloads (b64) are not supported")]
+    UnencodedPayload,
+    /// A registered claim has the wrong JSON type.
+    #[error("claim {0} has the wrong type")]
+    ClaimType(&'static str),
+}
+
+/// The protected header, reduced to what verification reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// The `alg` member as sent; not yet known to be supported.
+    pub alg: String,
+    /// The `kid` member, when present.
+    pub kid: Option<String>,
+}
+
+/// A compact JWS split into its parts, with header and signature decoded.
+/// The payload is decoded but not yet parsed.
+#[derive(Debug)]
+pub struct Compact<'t> {
+    /// `BASE64URL(header) '.' BASE64URL(payload)`: the bytes that were signed.
+    pub signing_input: &'t [u8],
+    /// The decoded protected header.
+    pub header: Header,
+    /// The decoded payload bytes, exactly as signed.
+    pub payload: Vec<u8>,
+    /// The decoded signature.
+    pub signature: Vec<u8>,
+}
+
+/// Splits and decodes a compact JWS. Does no cryptography.
+pub fn parse_compact(token: &str) -> Result<Compact<'_>, Malformed> {
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        let count = token.split('.').count();
+        return Err(if count == 5 {
+            Malformed::Jwe
+        } else {
+            Malformed::Parts(count)
+        });
+    };
+    let header_bytes = decode(h, Part::Header)?;
+    let header = parse_header(&header_bytes)?;
+    let payload = decode(p, Part::Payload)?;
+    let signature = decode(s, Part::Signature)?;
+    Ok(Compact {
+        signing_input: &token.as_bytes()[..h.len() + 1 + p.len()],
+        header,
+        payload,
+        signature,
+    })
+}
+
+fn decode(part: &str, which: Part) -> Result<Vec<u8>, Malformed> {
+    B64.decode(part).map_err(|_| Malformed::Base64(which))
+}
+
+/// Parses the protected header strictly (see the module docs).
+pub fn parse_header(bytes: &[u8]) -> Result<Header, Malformed> {
+    let problem = Cell::new(None);
+    let duplicate = json::DuplicateFlag::default();
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed = HeaderSeed {
+        problem: &problem,
+        duplicate: &duplicate,
+    }
+    .deserialize(&mut de)
+    .and_then(|header| de.end().map(|()| header));
+    parsed.map_err(|_| {
+        problem.get().unwrap_or(if duplicate.get() {
+            Malformed::DuplicateMember(Part::Header)
+        } else {
+            Malformed::NotObject(Part::Header)
+        })
+    })
+}
+
+struct HeaderSeed<'f> {
+    problem: &'f Cell<Option<Malformed>>,
+    duplicate: &'f json::DuplicateFlag,
+}
+
+impl HeaderSeed<'_> {
+    fn fail<E: de::Error>(&self, why: Malformed) -> E {
+        self.problem.set(Some(why));
+        E::custom(why)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for HeaderSeed<'_> {
+    type Value = Header;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Header, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for HeaderSeed<'_> {
+    type Value = Header;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JOSE header object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Header, A::Error> {
+        let mut seen = Seen::default();
+        let mut alg = None;
+        let mut kid = None;
+        while let Some(Name(name)) = map.next_key()? {
+            match &*name {
+                "alg" => {
+                    alg = Some(
+                        map.next_value::<String>()
+                            .map_err(|_: A::Error| self.fail(Malformed::Alg))?,
+                    )
+                }
+                "kid" => {
+                    kid = Some(
+                        map.next_value::<String>()
+                            .map_err(|_: A::Error| self.fail(Malformed::Kid))?,
+                    )
+                }
+                "crit" => return Err(self.fail(Malformed::Crit)),
+                "b64" => match map.next_value::<bool>() {
+                    Ok(true) => {}
+                    _ => return Err(self.fail(Malformed::UnencodedPayload)),
+                },
+                _ => {
+                    map.next_value_seed(Checked(self.duplicate))?;
+                }
+            }
+            if !seen.insert(name) {
+                return Err(json::duplicate(self.duplicate));
+            }
+        }
+        let alg = alg.ok_or_else(|| self.fail(Malformed::Alg))?;
+        Ok(Header { alg, kid })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(s: &str) -> String {
+        B64.encode(s)
+    }
+
+    fn token(header: &str, payload: &str) -> String {
+        format!("{}.{}.{}", enc(header), enc(payload), enc("sig"))
+    }
+
+    #[test]
+    fn algorithm_names_round_trip_and_are_case_sensitive() {
+        for alg in Algorithm::ALL {
+            assert_eq!(Algorithm::from_name(alg.name()), Some(alg));
+        }
+        assert_eq!(Algorithm::from_name("rs256"), None);
+        assert_eq!(Algorithm::from_name("none"), None);
+        assert_eq!(Algorithm::from_name("ES256K"), None);
+    }
+
+    #[test]
+    fn algorithm_set_holds_exactly_its_members() {
+        let set: AlgorithmSet = [Algorithm::RS256, Algorithm::EdDSA].into_iter().collect();
+        for alg in Algorithm::ALL {
+            assert_eq!(
+                set.contains(alg),
+                matches!(alg, Algorithm::RS256 | Algorithm::EdDSA)
+            );
+        }
+        assert!(Algorithm::ALL.iter().all(|a| AlgorithmSet::all().contains(*a)));
+    }
+
+    #[test]
+    fn splits_a_compact_jws() {
+        let t = token(r#"{"alg":"RS256","kid":"k1"}"#, r#"{"sub":"a"}"#);
+        let c = parse_compact(&t).expect("valid structure");
+        assert_eq!(c.header.alg, "RS256");
+        assert_eq!(c.header.kid.as_deref(), Some("k1"));
+        assert_eq!(c.payload, br#"{"sub":"a"}"#);
+        assert_eq!(c.signature, b"sig");
+        let dot2 = t.rfind('.').expect("has dots");
+        assert_eq!(c.signing_input, &t.as_bytes()[..dot2]);
+    }
+
+    #[test]
+    fn wrong_part_counts_are_malformed() {
+        assert_eq!(parse_compact("").unwrap_err(), Malformed::Parts(1));
+        assert_eq!(parse_compact("a.b").unwrap_err(), Malformed::Parts(2));
+        assert_eq!(parse_compact("a.b.c.d").unwrap_err(), Malformed::Parts(4));
+        assert_eq!(parse_compact("a.b.c.d.e").unwrap_err(), Malformed::Jwe);
+    }
+
+    #[test]
+    fn base64_must_be_canonical_unpadded_url_safe() {
+        let h = enc(r#"{"alg":"HS256"}"#);
+        let p = enc("{}");
+        // Padding.
+        let padded = format!("{h}.{p}=.AA");
+        assert_eq!(
+            parse_compact(&padded).unwrap_err(),
+            Malformed::Base64(Part::Payload)
+        );
+        // Standard alphabet instead of URL-safe.
+        let std_alpha = format!("{h}.{p}.ab+/");
+        assert_eq!(
+            parse_compact(&std_alpha).unwrap_err(),
+            Malformed::Base64(Part::Signature)
+        );
+        // Whitespace.
+        let spaced = format!("{h} .{p}.AA");
+        assert_eq!(
+            parse_compact(&spaced).unwrap_err(),
+            Malformed::Base64(Part::Header)
+        );
+        // Non-zero trailing bits: "AB" decodes to one byte with bits left over.
+        let trailing = format!("{h}.{p}.AB");
+        assert_eq!(
+            parse_compact(&trailing).unwrap_err(),
+            Malformed::Base64(Part::Signature)
+        );
+        assert!(parse_compact(&format!("{h}.{p}.AA")).is_ok());
+    }
+
+    #[test]
+    fn header_must_be_an_object_with_a_string_alg() {
+        for (header, why) in [
+            ("[]", Malformed::NotObject(Part::Header)),
+            ("\"RS256\"", Malformed::NotObject(Part::Header)),
+            ("{}", Malformed::Alg),
+            (r#"{"alg":1}"#, Malformed::Alg),
+            (r#"{"alg":"HS256","kid":7}"#, Malformed::Kid),
+            (r#"{"alg":"HS256"} {}"#, Malformed::NotObject(Part::Header)),
+            (
+                r#"{"alg":"HS256","alg":"none"}"#,
+                Malformed::DuplicateMember(Part::Header),
+            ),
+            (
+                r#"{"alg":"HS256","x":{"a":1,"a":2}}"#,
+                Malformed::DuplicateMember(Part::Header),
+            ),
+        ] {
+            assert_eq!(
+                parse_compact(&token(header, "{}")).unwrap_err(),
+                why,
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn crit_and_unencoded_payload_are_refused() {
+        for header in [
+            r#"{"alg":"HS256","crit":["exp"],"exp":1}"#,
+            r#"{"alg":"HS256","crit":[]}"#,
+        ] {
+            assert_eq!(
+                parse_compact(&token(header, "{}")).unwrap_err(),
+                Malformed::Crit
+            );
+        }
+        for header in [r#"{"alg":"HS256","b64":false}"#, r#"{"alg":"HS256","b64":"no"}"#] {
+            assert_eq!(
+                parse_compact(&token(header, "{}")).unwrap_err(),
+                Malformed::UnencodedPayload
+            );
+        }
+        assert!(parse_compact(&token(r#"{"alg":"HS256","b64":true}"#, "{}")).is_ok());
+    }
+
+    #[test]
+    fn key_carrying_headers_are_read_past() {
+        let header = r#"{"alg":"RS256","jku":"https://evil.example/jwks","jwk":{"kty":"oct","k":"AA"},"x5u":"https://evil.example","x5c":["AA"]}"#;
+        let t = token(header, "{}");
+        let c = parse_compact(&t).expect("structure is fine");
+        assert_eq!(c.header.kid, None);
+        assert_eq!(c.header.alg, "RS256");
+    }
+}

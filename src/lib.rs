@@ -1,0 +1,29 @@
+//! jwtd verifies JSON Web Tokens (compact JWS) for other services over gRPC.
+//!
+//! The centre is [`verify::verify`], a pure, synchronous function of a token,
+//! a [`policy::Trust`] snapshot and the time. Around it: [`jose`] and
+//! [`claims`] parse, [`keys`] turns JWK Sets into aws-lc-rs keys, [`config`]
+//! reads and validates the TOML, [`grpc`] maps results to the wire, [`server`]
+//! assembles the tonic server, and [`mint`] signs development tokens.
+
+pub mod claims;
+pub mod clock;
+pub mod config;
+pub mod grpc;
+pub mod jose;
+mod json;
+pub mod keys;
+pub mod mint;
+pub mod policy;
+pub mod server;
+pub mod verify;
+
+/// The generated protobuf types and tonic service of `proto/jwtd/v1/jwtd.proto`.
+pub mod pb {
+    #![allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+    tonic::include_proto!("jwtd.v1");
+
+    /// The encoded file descriptor set of the jwtd API, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/jwtd_descriptor.bin"));
+}

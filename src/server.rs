@@ -1,0 +1,120 @@
+//! Assembles the running service: loads each issuer's keys into a [`Trust`]
+//! snapshot, and serves Verify, grpc.health.v1 and server reflection (v1 and
+//! v1alpha, since grpcurl 1.8 and ghz still speak v1alpha) on one port.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+
+use crate::clock::Clock;
+use crate::config::{Config, ConfigError, KeySource, Limits};
+use crate::grpc::VerifierApi;
+use crate::keys::{KeySet, Refused};
+use crate::pb;
+use crate::pb::verifier_service_server::VerifierServiceServer;
+use crate::policy::{KeyState, Trust, TrustedIssuer};
+
+/// The full gRPC name of the Verify service, as health checks ask for it.
+pub const SERVICE_NAME: &str = "jwtd.v1.VerifierService";
+
+/// Loads every issuer's key set. Keys refused inside a set are returned for
+/// the log, with their issuer; a set refused whole is an error.
+pub fn load_trust(config: &Config) -> Result<(Trust, Vec<(String, Refused)>), ConfigError> {
+    let mut refused_all = Vec::new();
+    let mut issuers = Vec::with_capacity(config.issuers.len());
+    for (index, issuer) in config.issuers.iter().enumerate() {
+        let KeySource::File(path) = &issuer.source;
+        let (set, refused) = KeySet::load_file(path).map_err(|error| ConfigError::Keys {
+            index,
+            issuer: issuer.policy.issuer().to_owned(),
+            error,
+        })?;
+        let name = issuer.policy.issuer().to_owned();
+        refused_all.extend(refused.into_iter().map(|r| (name.clone(), r)));
+        issuers.push(TrustedIssuer {
+            policy: Arc::new(issuer.policy.clone()),
+            keys: KeyState::Loaded(Arc::new(set)),
+        });
+    }
+    Ok((Trust::new(issuers, config.limits.max_token_bytes), refused_all))
+}
+
+/// The largest Verify request jwtd decodes: a full batch of the longest
+/// tokens plus room for the audiences and framing. tonic's 4 MiB default
+/// would refuse legal batches; no limit at all would let one request claim
+/// unbounded memory.
+pub fn max_request_bytes(limits: &Limits) -> usize {
+    limits
+        .max_batch
+        .saturating_mul(limits.max_token_bytes.saturating_add(16))
+        .saturating_add(256 * 1024)
+}
+
+/// Serves until `shutdown` completes, then drains in-flight calls.
+pub async fn serve(
+    listener: TcpListener,
+    trust: Arc<Trust>,
+    limits: Limits,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status("", ServingStatus::Serving).await;
+    health
+        .set_serving::<VerifierServiceServer<VerifierApi>>()
+        .await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+
+    let verifier = VerifierServiceServer::new(VerifierApi::new(trust, limits, clock))
+        .max_decoding_message_size(max_request_bytes(&limits));
+
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(verifier)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+        .map_err(|e| ServeError::Transport(e.to_string()))
+}
+
+/// Why serving stopped with an error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The reflection descriptors could not be built.
+    #[error("cannot build server reflection: {0}")]
+    Reflection(String),
+    /// The transport failed.
+    #[error("transport error: {0}")]
+    Transport(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_limit_covers_a_full_batch() {
+        let limits = Limits {
+            max_batch: 1024,
+            max_token_bytes: 8192,
+        };
+        assert!(max_request_bytes(&limits) > 1024 * 8192);
+        assert!(max_request_bytes(&limits) < 16 * 1024 * 1024);
+    }
+}

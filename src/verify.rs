@@ -1,0 +1,716 @@
+//! The verifier: one token against a [`Trust`] snapshot at a given time, with
+//! no clock, no I/O and no async. Everything else in jwtd adapts to this.
+//!
+//! The order is fixed and each step only runs when the previous passed:
+//! size, structure (three canonical base64url parts, JSON object header and
+//! payload), algorithm (a supported name), issuer (the still-unverified `iss`
+//! only selects which trusted issuer's keys and policy apply), the issuer's
+//! algorithm allowlist, key, signature, and only then the claims (`exp`,
+//! `nbf`, audiences, required claims). A token whose signature fails is
+//! `BadSignature` whatever its claims say.
+//!
+//! A token without `kid` is tried against at most [`MAX_KIDLESS_CANDIDATES`]
+//! keys that fit its algorithm, in JWK Set order, so a kid-less flood costs a
+//! bounded number of signature checks per token.
+
+use crate::claims::Claims;
+use crate::jose::{self, Algorithm, Malformed};
+use crate::keys::Key;
+use crate::policy::{IssuerPolicy, KeyState, Narrowing, Trust};
+
+/// Kid-less tokens are checked against at most this many fitting keys.
+pub const MAX_KIDLESS_CANDIDATES: usize = 4;
+
+/// Seconds since the Unix epoch: the verifier's only notion of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UnixTime(pub i64);
+
+/// Why a token was not accepted. Every variant maps to one wire status in
+/// `grpc::status_of`; the `Display` text is the short reason sent to callers
+/// and never contains the token, a signature or a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// Longer than the configured limit; not decoded.
+    #[error("token is {len} bytes, over the limit of {max}")]
+    TooLarge {
+        /// The token's length.
+        len: usize,
+        /// The configured `max_token_bytes`.
+        max: usize,
+    },
+    /// Not a well-formed compact JWS carrying a JWT claims set.
+    #[error("{0}")]
+    Malformed(#[from] Malformed),
+    /// `alg` is `none`.
+    #[error("alg none is never accepted")]
+    AlgNone,
+    /// `alg` is not a supported algorithm name (case-sensitive).
+    #[error("algorithm is not supported")]
+    UnknownAlgorithm,
+    /// `alg` is supported but not in the issuer's allowlist.
+    #[error("{0} is not allowed for this issuer")]
+    AlgorithmNotAllowed(Algorithm),
+    /// No `iss` claim, so no issuer's keys can apply.
+    #[error("missing claim iss")]
+    MissingIssuer,
+    /// `iss` is not a configured issuer.
+    #[error("issuer is not trusted")]
+    IssuerNotTrusted,
+    /// `iss` is trusted but not the issuer this call asked for.
+    #[error("issuer is not the one requested")]
+    IssuerNotRequested,
+    /// The issuer has no key set loaded yet.
+    #[error("keys for issuer {0} are not available yet")]
+    KeysUnavailable(String),
+    /// The `kid` is not in the issuer's key set.
+    #[error("kid not found in the key set of {0}")]
+    UnknownKid(String),
+    /// The key named by `kid` cannot verify this algorithm.
+    #[error("key {kid} does not verify {alg}")]
+    KeyAlgorithmMismatch {
+        /// The kid (a configured key's, so safe to show).
+        kid: String,
+        /// The token's algorithm.
+        alg: Algorithm,
+    },
+    /// No `kid`, and no key of the issuer fits the algorithm.
+    #[error("no key of {issuer} verifies {alg}")]
+    NoKeyForAlgorithm {
+        /// The issuer.
+        issuer: String,
+        /// The token's algorithm.
+        alg: Algorithm,
+    },
+    /// The signature did not verify.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// `exp` is absent and the issuer requires it.
+    #[error("missing claim exp")]
+    MissingExp,
+    /// `exp` is in the past beyond the leeway.
+    #[error("token expired at {exp} (now {now}, leeway {leeway}s)")]
+    Expired {
+        /// The token's exp.
+        exp: i64,
+        /// The time of the check.
+        now: i64,
+        /// The issuer's leeway.
+        leeway: i64,
+    },
+    /// `nbf` is in the future beyond the leeway.
+    #[error("token not valid before {nbf} (now {now}, leeway {leeway}s)")]
+    NotYetValid {
+        /// The token's nbf.
+        nbf: i64,
+        /// The time of the check.
+        now: i64,
+        /// The issuer's leeway.
+        leeway: i64,
+    },
+    /// Audiences are required and the token has no `aud`.
+    #[error("missing claim aud")]
+    MissingAudience,
+    /// None of the token's audiences is acceptable.
+    #[error("no acceptable audience ({0})")]
+    AudienceMismatch(AudienceSide),
+    /// A configured required claim is absent.
+    #[error("missing required claim {0}")]
+    MissingClaim(String),
+}
+
+/// Which audience list a token failed to meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudienceSide {
+    /// The issuer's configured audiences.
+    Configured,
+    /// The audiences the call asked for.
+    Requested,
+}
+
+impl std::fmt::Display for AudienceSide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AudienceSide::Configured => "configured audiences",
+            AudienceSide::Requested => "requested audiences",
+        })
+    }
+}
+
+/// A token that passed every check. Only [`verify`] can build one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    claims: Claims,
+    algorithm: Algorithm,
+    kid: Option<String>,
+    payload: Vec<u8>,
+}
+
+impl Verified {
+    /// The parsed claims.
+    pub fn claims(&self) -> &Claims {
+        &self.claims
+    }
+    /// The algorithm that verified.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+    /// The header's kid, if any.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+    /// The payload bytes exactly as signed.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+    /// Moves the payload out, for the wire.
+    pub fn into_parts(self) -> (Claims, Algorithm, Option<String>, Vec<u8>) {
+        (self.claims, self.algorithm, self.kid, self.payload)
+    }
+}
+
+/// Verifies one token. See the module docs for the order of the checks.
+pub fn verify(
+    token: &str,
+    trust: &Trust,
+    narrowing: &Narrowing,
+    now: UnixTime,
+) -> Result<Verified, Rejection> {
+    if token.len() > trust.max_token_bytes() {
+        return Err(Rejection::TooLarge {
+            len: token.len(),
+            max: trust.max_token_bytes(),
+        });
+    }
+    let compact = jose::parse_compact(token)?;
+    let claims = Claims::parse(&compact.payload)?;
+    let alg = match Algorithm::from_name(&compact.header.alg) {
+        Some(alg) => alg,
+        None if compact.header.alg.eq_ignore_ascii_case("none") => {
+            return Err(Rejection::AlgNone);
+        }
+        None => return Err(Rejection::UnknownAlgorithm),
+    };
+
+    let iss = claims.iss.as_deref().ok_or(Rejection::MissingIssuer)?;
+    let issuer = trust.issuer(iss).ok_or(Rejection::IssuerNotTrusted)?;
+    if narrowing.issuer.as_deref().is_some_and(|want| want != iss) {
+        return Err(Rejection::IssuerNotRequested);
+    }
+    let policy = &issuer.policy;
+    if !policy.algorithms().contains(alg) {
+        return Err(Rejection::AlgorithmNotAllowed(alg));
+    }
+
+    let KeyState::Loaded(keys) = &issuer.keys else {
+        return Err(Rejection::KeysUnavailable(policy.issuer().to_owned()));
+    };
+    let check = |key: &Key| {
+        key.verify(alg, compact.signing_input, &compact.signature)
+            .is_ok()
+    };
+    match compact.header.kid.as_deref() {
+        Some(kid) => {
+            let key = keys
+                .by_kid(kid)
+                .ok_or_else(|| Rejection::UnknownKid(policy.issuer().to_owned()))?;
+            if !key.fits(alg) {
+                return Err(Rejection::KeyAlgorithmMismatch {
+                    kid: kid.to_owned(),
+                    alg,
+                });
+            }
+            if !check(key) {
+                return Err(Rejection::BadSignature);
+            }
+        }
+        None => {
+            let mut candidates = keys
+                .keys()
+                .iter()
+                .filter(|key| key.fits(alg))
+                .take(MAX_KIDLESS_CANDIDATES)
+                .peekable();
+            if candidates.peek().is_none() {
+                return Err(Rejection::NoKeyForAlgorithm {
+                    issuer: policy.issuer().to_owned(),
+                    alg,
+                });
+            }
+            if !candidates.any(|key| check(key)) {
+                return Err(Rejection::BadSignature);
+            }
+        }
+    }
+
+    check_claims(&claims, policy, narrowing, now)?;
+    let jose::Compact {
+        header, payload, ..
+    } = compact;
+    Ok(Verified {
+        claims,
+        algorithm: alg,
+        kid: header.kid,
+        payload,
+    })
+}
+
+/// The time, audience and required-claim checks, after the signature passed.
+fn check_claims(
+    claims: &Claims,
+    policy: &IssuerPolicy,
+    narrowing: &Narrowing,
+    now: UnixTime,
+) -> Result<(), Rejection> {
+    let leeway = policy.leeway().seconds();
+    let now = now.0;
+    match claims.exp {
+        None if policy.require_exp() => return Err(Rejection::MissingExp),
+        // RFC 7519 §4.1.4: the current time must be before exp.
+        Some(exp) if now.saturating_sub(leeway) >= exp => {
+            return Err(Rejection::Expired { exp, now, leeway });
+        }
+        _ => {}
+    }
+    if let Some(nbf) = claims.nbf
+        && now.saturating_add(leeway) < nbf
+    {
+        return Err(Rejection::NotYetValid { nbf, now, leeway });
+    }
+    for (wanted, side) in [
+        (policy.audiences(), AudienceSide::Configured),
+        (&narrowing.audiences[..], AudienceSide::Requested),
+    ] {
+        if wanted.is_empty() {
+            continue;
+        }
+        let Some(aud) = &claims.aud else {
+            return Err(Rejection::MissingAudience);
+        };
+        if !aud.iter().any(|a| wanted.contains(a)) {
+            return Err(Rejection::AudienceMismatch(side));
+        }
+    }
+    if let Some(missing) = policy.required_claims().iter().find(|c| !claims.has(c)) {
+        return Err(Rejection::MissingClaim(missing.clone()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! One test per rule, each with a token that breaks exactly that rule.
+    //! Tokens are HS256 (cheap, deterministic) signed here with aws-lc-rs's
+    //! HMAC directly; other algorithms are covered in `tests/`.
+
+    use std::sync::Arc;
+
+    use aws_lc_rs::hmac;
+    use base64::Engine as _;
+
+    use super::*;
+    use crate::jose::B64;
+    use crate::keys::{KeySet, Origin};
+    use crate::policy::{IssuerPolicy, Leeway, TrustedIssuer};
+
+    const ISS: &str = "https://issuer.test";
+    const NOW: UnixTime = UnixTime(1_700_000_000);
+    const SECRET: [u8; 32] = [0x42; 32];
+    const OTHER_SECRET: [u8; 32] = [0x43; 32];
+
+    fn jwks() -> String {
+        let k = B64.encode(SECRET);
+        let k2 = B64.encode([OTHER_SECRET, OTHER_SECRET].concat());
+        format!(
+            r#"{{"keys":[{{"kty":"oct","kid":"k1","k":"{k}"}},{{"kty":"oct","kid":"k2","alg":"HS384","k":"{k2}"}}]}}"#
+        )
+    }
+
+    fn trust_with(policy: IssuerPolicy) -> Trust {
+        let (keys, refused) =
+            KeySet::from_jwks(jwks().as_bytes(), Origin::LocalFile).expect("test keys load");
+        assert!(refused.is_empty(), "{refused:?}");
+        Trust::new(
+            [TrustedIssuer {
+                policy: Arc::new(policy),
+                keys: KeyState::Loaded(Arc::new(keys)),
+            }],
+            8192,
+        )
+    }
+
+    fn trust() -> Trust {
+        trust_with(IssuerPolicy::new(ISS).expect("valid"))
+    }
+
+    fn sign_with(secret: &[u8], alg: hmac::Algorithm, header: &str, payload: &str) -> String {
+        let input = format!("{}.{}", B64.encode(header), B64.encode(payload));
+        let tag = hmac::sign(&hmac::Key::new(alg, secret), input.as_bytes());
+        format!("{input}.{}", B64.encode(tag.as_ref()))
+    }
+
+    fn sign(header: &str, payload: &str) -> String {
+        sign_with(&SECRET, hmac::HMAC_SHA256, header, payload)
+    }
+
+    fn claims(extra: &str) -> String {
+        format!(r#"{{"iss":"{ISS}","sub":"alice","exp":{}{extra}}}"#, NOW.0 + 300)
+    }
+
+    fn good() -> String {
+        sign(r#"{"alg":"HS256","kid":"k1"}"#, &claims(""))
+    }
+
+    fn check(token: &str) -> Result<Verified, Rejection> {
+        verify(token, &trust(), &Narrowing::default(), NOW)
+    }
+
+    #[test]
+    fn a_good_token_verifies_with_its_claims() {
+        let payload = claims(r#","aud":["api"],"scope":"read""#);
+        let token = sign(r#"{"alg":"HS256","kid":"k1"}"#, &payload);
+        let v = check(&token).expect("valid");
+        assert_eq!(v.algorithm(), Algorithm::HS256);
+        assert_eq!(v.kid(), Some("k1"));
+        assert_eq!(v.payload(), payload.as_bytes());
+        assert_eq!(v.claims().sub.as_deref(), Some("alice"));
+        assert_eq!(v.claims().aud, Some(vec!["api".to_owned()]));
+    }
+
+    #[test]
+    fn too_large() {
+        let trust = Trust::new(trust().issuers().cloned().collect::<Vec<_>>(), 64);
+        let token = good();
+        assert_eq!(
+            verify(&token, &trust, &Narrowing::default(), NOW),
+            Err(Rejection::TooLarge {
+                len: token.len(),
+                max: 64
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_structure() {
+        let token = good();
+        let (head, _) = token.rsplit_once('.').expect("three parts");
+        assert_eq!(
+            check(head),
+            Err(Rejection::Malformed(Malformed::Parts(2)))
+        );
+        assert_eq!(
+            check(&format!("{token}.x.y")),
+            Err(Rejection::Malformed(Malformed::Jwe))
+        );
+        let not_object = sign(r#"{"alg":"HS256"}"#, r#"["iss"]"#);
+        assert!(matches!(check(&not_object), Err(Rejection::Malformed(_))));
+    }
+
+    #[test]
+    fn duplicate_claims_are_malformed_even_when_signed() {
+        let token = sign(
+            r#"{"alg":"HS256","kid":"k1"}"#,
+            &claims(r#","iss":"https://other.test""#),
+        );
+        assert_eq!(
+            check(&token),
+            Err(Rejection::Malformed(Malformed::DuplicateMember(
+                jose::Part::Payload
+            )))
+        );
+    }
+
+    #[test]
+    fn string_dates_are_malformed() {
+        let payload = format!(r#"{{"iss":"{ISS}","exp":"{}"}}"#, NOW.0 + 300);
+        let token = sign(r#"{"alg":"HS256","kid":"k1"}"#, &payload);
+        assert_eq!(
+            check(&token),
+            Err(Rejection::Malformed(Malformed::ClaimType("exp")))
+        );
+    }
+
+    #[test]
+    fn alg_none_and_unknown_names() {
+        let input = format!(
+            "{}.{}.",
+            B64.encode(r#"{"alg":"none"}"#),
+            B64.encode(claims(""))
+        );
+        assert_eq!(check(&input), Err(Rejection::AlgNone));
+        for alg in ["NONE", "nOnE"] {
+            let t = sign(&format!(r#"{{"alg":"{alg}","kid":"k1"}}"#), &claims(""));
+            assert_eq!(check(&t), Err(Rejection::AlgNone));
+        }
+        for alg in ["hs256", "HS257", "ES256K", ""] {
+            let t = sign(&format!(r#"{{"alg":"{alg}","kid":"k1"}}"#), &claims(""));
+            assert_eq!(check(&t), Err(Rejection::UnknownAlgorithm), "{alg}");
+        }
+    }
+
+    #[test]
+    fn algorithm_outside_the_allowlist() {
+        let policy = IssuerPolicy::new(ISS)
+            .and_then(|p| p.with_algorithms([Algorithm::HS384].into_iter().collect()))
+            .expect("valid");
+        assert_eq!(
+            verify(&good(), &trust_with(policy), &Narrowing::default(), NOW),
+            Err(Rejection::AlgorithmNotAllowed(Algorithm::HS256))
+        );
+    }
+
+    #[test]
+    fn issuer_rules() {
+        let no_iss = sign(
+            r#"{"alg":"HS256","kid":"k1"}"#,
+            &format!(r#"{{"exp":{}}}"#, NOW.0 + 300),
+        );
+        assert_eq!(check(&no_iss), Err(Rejection::MissingIssuer));
+        let other = sign(
+            r#"{"alg":"HS256","kid":"k1"}"#,
+            &format!(r#"{{"iss":"{ISS}/","exp":{}}}"#, NOW.0 + 300),
+        );
+        assert_eq!(check(&other), Err(Rejection::IssuerNotTrusted));
+        let narrowing = Narrowing {
+            issuer: Some("https://else.test".into()),
+            ..Narrowing::default()
+        };
+        assert_eq!(
+            verify(&good(), &trust(), &narrowing, NOW),
+            Err(Rejection::IssuerNotRequested)
+        );
+        let narrowing = Narrowing {
+            issuer: Some(ISS.into()),
+            ..Narrowing::default()
+        };
+        assert!(verify(&good(), &trust(), &narrowing, NOW).is_ok());
+    }
+
+    #[test]
+    fn keys_unavailable() {
+        let trust = Trust::new(
+            [TrustedIssuer {
+                policy: Arc::new(IssuerPolicy::new(ISS).expect("valid")),
+                keys: KeyState::Unavailable,
+            }],
+            8192,
+        );
+        assert_eq!(
+            verify(&good(), &trust, &Narrowing::default(), NOW),
+            Err(Rejection::KeysUnavailable(ISS.into()))
+        );
+    }
+
+    #[test]
+    fn unknown_kid_and_key_that_does_not_fit() {
+        let t = sign(r#"{"alg":"HS256","kid":"nope"}"#, &claims(""));
+        assert_eq!(check(&t), Err(Rejection::UnknownKid(ISS.into())));
+        // k2 is pinned to HS384.
+        let t = sign(r#"{"alg":"HS256","kid":"k2"}"#, &claims(""));
+        assert_eq!(
+            check(&t),
+            Err(Rejection::KeyAlgorithmMismatch {
+                kid: "k2".into(),
+                alg: Algorithm::HS256
+            })
+        );
+        let t = sign(r#"{"alg":"RS256","kid":"k1"}"#, &claims(""));
+        assert_eq!(
+            check(&t),
+            Err(Rejection::KeyAlgorithmMismatch {
+                kid: "k1".into(),
+                alg: Algorithm::RS256
+            })
+        );
+    }
+
+    #[test]
+    fn kidless_tokens_try_fitting_keys() {
+        let t = sign(r#"{"alg":"HS256"}"#, &claims(""));
+        assert!(check(&t).is_ok());
+        let k2 = [OTHER_SECRET, OTHER_SECRET].concat();
+        let t = sign_with(&k2, hmac::HMAC_SHA384, r#"{"alg":"HS384"}"#, &claims(""));
+        assert!(check(&t).is_ok(), "the second key fits HS384");
+        let t = sign(r#"{"alg":"ES256"}"#, &claims(""));
+        assert_eq!(
+            check(&t),
+            Err(Rejection::NoKeyForAlgorithm {
+                issuer: ISS.into(),
+                alg: Algorithm::ES256
+            })
+        );
+        let t = sign_with(&OTHER_SECRET, hmac::HMAC_SHA256, r#"{"alg":"HS256"}"#, &claims(""));
+        assert_eq!(check(&t), Err(Rejection::BadSignature));
+    }
+
+    #[test]
+    fn bad_signature_wins_over_bad_claims() {
+        // Expired, wrong audience, and signed with the wrong key.
+        let payload = format!(r#"{{"iss":"{ISS}","exp":1,"aud":"x"}}"#);
+        let t = sign_with(
+            &OTHER_SECRET,
+            hmac::HMAC_SHA256,
+            r#"{"alg":"HS256","kid":"k1"}"#,
+            &payload,
+        );
+        assert_eq!(check(&t), Err(Rejection::BadSignature));
+    }
+
+    #[test]
+    fn tampered_payload_and_header_fail_the_signature() {
+        let token = good();
+        let parts: Vec<&str> = token.split('.').collect();
+        let forged_payload = B64.encode(claims(r#","admin":true"#));
+        let forged = format!("{}.{forged_payload}.{}", parts[0], parts[2]);
+        assert_eq!(check(&forged), Err(Rejection::BadSignature));
+        let forged_header = B64.encode(r#"{"alg":"HS256","kid":"k1","typ":"JWT"}"#);
+        let forged = format!("{forged_header}.{}.{}", parts[1], parts[2]);
+        assert_eq!(check(&forged), Err(Rejection::BadSignature));
+        let truncated = format!("{}.{}.{}", parts[0], parts[1], &parts[2][..20]);
+        assert!(matches!(
+            check(&truncated),
+            Err(Rejection::BadSignature | Rejection::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn exp_rules() {
+        let no_exp = sign(
+            r#"{"alg":"HS256","kid":"k1"}"#,
+            &format!(r#"{{"iss":"{ISS}"}}"#),
+        );
+        assert_eq!(check(&no_exp), Err(Rejection::MissingExp));
+        let optional = IssuerPolicy::new(ISS).expect("valid").with_require_exp(false);
+        assert!(verify(&no_exp, &trust_with(optional), &Narrowing::default(), NOW).is_ok());
+
+        // Leeway is 60 s: exp = now - 60 is expired, now - 59 is not.
+        for (exp, ok) in [(NOW.0 - 60, false), (NOW.0 - 59, true)] {
+            let t = sign(
+                r#"{"alg":"HS256","kid":"k1"}"#,
+                &format!(r#"{{"iss":"{ISS}","exp":{exp}}}"#),
+            );
+            let got = check(&t);
+            if ok {
+                assert!(got.is_ok(), "{exp}: {got:?}");
+            } else {
+                assert_eq!(
+                    got,
+                    Err(Rejection::Expired {
+                        exp,
+                        now: NOW.0,
+                        leeway: 60
+                    })
+                );
+            }
+        }
+        let strict = IssuerPolicy::new(ISS)
+            .expect("valid")
+            .with_leeway(Leeway::try_new(0).expect("valid"));
+        let t = sign(
+            r#"{"alg":"HS256","kid":"k1"}"#,
+            &format!(r#"{{"iss":"{ISS}","exp":{}}}"#, NOW.0),
+        );
+        assert!(matches!(
+            verify(&t, &trust_with(strict), &Narrowing::default(), NOW),
+            Err(Rejection::Expired { .. })
+        ));
+    }
+
+    #[test]
+    fn nbf_rules() {
+        for (nbf, ok) in [(NOW.0 + 61, false), (NOW.0 + 60, true)] {
+            let t = sign(r#"{"alg":"HS256","kid":"k1"}"#, &claims(&format!(r#","nbf":{nbf}"#)));
+            let got = check(&t);
+            if ok {
+                assert!(got.is_ok(), "{nbf}: {got:?}");
+            } else {
+                assert_eq!(
+                    got,
+                    Err(Rejection::NotYetValid {
+                        nbf,
+                        now: NOW.0,
+                        leeway: 60
+                    })
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn audience_rules() {
+        let policy = IssuerPolicy::new(ISS)
+            .and_then(|p| p.with_audiences(vec!["orders".into(), "billing".into()]))
+            .expect("valid");
+        let trust = trust_with(policy);
+        let token = |aud: &str| sign(r#"{"alg":"HS256","kid":"k1"}"#, &claims(aud));
+        let none = Narrowing::default();
+        assert!(verify(&token(r#","aud":"orders""#), &trust, &none, NOW).is_ok());
+        assert!(verify(&token(r#","aud":["x","billing"]"#), &trust, &none, NOW).is_ok());
+        assert_eq!(
+            verify(&token(r#","aud":"x""#), &trust, &none, NOW),
+            Err(Rejection::AudienceMismatch(AudienceSide::Configured))
+        );
+        assert_eq!(
+            verify(&token(r#","aud":[]"#), &trust, &none, NOW),
+            Err(Rejection::AudienceMismatch(AudienceSide::Configured))
+        );
+        assert_eq!(
+            verify(&token(""), &trust, &none, NOW),
+            Err(Rejection::MissingAudience)
+        );
+
+        // The caller narrows: the token must meet both lists.
+        let narrow = Narrowing {
+            audiences: vec!["billing".into()],
+            issuer: None,
+        };
+        assert_eq!(
+            verify(&token(r#","aud":"orders""#), &trust, &narrow, NOW),
+            Err(Rejection::AudienceMismatch(AudienceSide::Requested))
+        );
+        assert!(verify(&token(r#","aud":["orders","billing"]"#), &trust, &narrow, NOW).is_ok());
+        // ... and can never widen: a requested audience the issuer does not accept
+        // does not make the token acceptable.
+        let widen = Narrowing {
+            audiences: vec!["x".into()],
+            issuer: None,
+        };
+        assert_eq!(
+            verify(&token(r#","aud":"x""#), &trust, &widen, NOW),
+            Err(Rejection::AudienceMismatch(AudienceSide::Configured))
+        );
+        // Without configured audiences, the request alone decides.
+        assert_eq!(
+            verify(&token(r#","aud":"orders""#), &self::trust(), &narrow, NOW),
+            Err(Rejection::AudienceMismatch(AudienceSide::Requested))
+        );
+    }
+
+    #[test]
+    fn required_claims() {
+        let policy = IssuerPolicy::new(ISS)
+            .and_then(|p| p.with_required_claims(vec!["sub".into(), "scope".into()]))
+            .expect("valid");
+        let trust = trust_with(policy);
+        let with_scope = sign(r#"{"alg":"HS256","kid":"k1"}"#, &claims(r#","scope":"a""#));
+        assert!(verify(&with_scope, &trust, &Narrowing::default(), NOW).is_ok());
+        assert_eq!(
+            verify(&good(), &trust, &Narrowing::default(), NOW),
+            Err(Rejection::MissingClaim("scope".into()))
+        );
+        let null_scope = sign(r#"{"alg":"HS256","kid":"k1"}"#, &claims(r#","scope":null"#));
+        assert_eq!(
+            verify(&null_scope, &trust, &Narrowing::default(), NOW),
+            Err(Rejection::MissingClaim("scope".into()))
+        );
+    }
+
+    #[test]
+    fn reasons_never_echo_the_token() {
+        let secret_kid = "kid-with-secret-text-0123456789";
+        let t = sign(&format!(r#"{{"alg":"HS256","kid":"{secret_kid}"}}"#), &claims(""));
+        let reason = check(&t).expect_err("unknown kid").to_string();
+        assert!(!reason.contains(secret_kid), "{reason}");
+        assert!(!reason.contains(&t[..20]), "{reason}");
+    }
+}

@@ -257,10 +257,7 @@ mod tests {
             (br#"{"aud":["a",1]}"#, "aud"),
             (br#"{"aud":{"a":1}}"#, "aud"),
         ] {
-            assert_eq!(
-                Claims::parse(doc).unwrap_err(),
-                Malformed::ClaimType(claim)
-            );
+            assert_eq!(Claims::parse(doc).unwrap_err(), Malformed::ClaimType(claim));
         }
     }
 

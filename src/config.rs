@@ -194,7 +194,10 @@ fn build_and_validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError
             format!("{max_batch} is outside 1..={MAX_MAX_BATCH}"),
         ));
     }
-    let max_token_bytes = raw.limits.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
+    let max_token_bytes = raw
+        .limits
+        .max_token_bytes
+        .unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
     if !MAX_TOKEN_BYTES_RANGE.contains(&max_token_bytes) {
         return Err(invalid(
             "limits.max_token_bytes",
@@ -207,7 +210,10 @@ fn build_and_validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError
     }
 
     if raw.issuers.is_empty() {
-        return Err(invalid("issuers", "at least one [[issuers]] entry is required"));
+        return Err(invalid(
+            "issuers",
+            "at least one [[issuers]] entry is required",
+        ));
     }
     let mut seen = HashSet::new();
     let mut issuers = Vec::with_capacity(raw.issuers.len());
@@ -238,7 +244,9 @@ fn build_and_validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError
         if let Some(claims) = raw.required_claims {
             policy = policy
                 .with_required_claims(claims)
-                .map_err(|e: PolicyError| invalid(at("required_claims"), format!("a claim name {e}")))?;
+                .map_err(|e: PolicyError| {
+                    invalid(at("required_claims"), format!("a claim name {e}"))
+                })?;
         }
         if let Some(require) = raw.require_exp {
             policy = policy.with_require_exp(require);
@@ -277,7 +285,10 @@ fn parse_algorithms(names: &[String]) -> Result<AlgorithmSet, String> {
         .iter()
         .map(|name| {
             Algorithm::from_name(name).ok_or_else(|| {
-                format!("{name:?} is not a supported algorithm (supported: {})", supported())
+                format!(
+                    "{name:?} is not a supported algorithm (supported: {})",
+                    supported()
+                )
             })
         })
         .collect()

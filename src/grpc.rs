@@ -118,18 +118,18 @@ pub fn status_of(rejection: &Rejection) -> pb::Status {
     match rejection {
         Rejection::TooLarge { .. } => S::TokenTooLarge,
         Rejection::Malformed(_) => S::Malformed,
-        Rejection::AlgNone
-        | Rejection::UnknownAlgorithm
-        | Rejection::AlgorithmNotAllowed(_) => S::UnsupportedAlgorithm,
+        Rejection::AlgNone | Rejection::UnknownAlgorithm | Rejection::AlgorithmNotAllowed(_) => {
+            S::UnsupportedAlgorithm
+        }
         Rejection::MissingIssuer | Rejection::MissingExp | Rejection::MissingAudience => {
             S::MissingClaim
         }
         Rejection::MissingClaim(_) => S::MissingClaim,
         Rejection::IssuerNotTrusted | Rejection::IssuerNotRequested => S::IssuerNotTrusted,
         Rejection::KeysUnavailable(_) => S::KeysUnavailable,
-        Rejection::UnknownKid(_)
+        Rejection::UnknownKid
         | Rejection::KeyAlgorithmMismatch { .. }
-        | Rejection::NoKeyForAlgorithm { .. } => S::UnknownKey,
+        | Rejection::NoKeyForAlgorithm(_) => S::UnknownKey,
         Rejection::BadSignature => S::BadSignature,
         Rejection::Expired { .. } => S::Expired,
         Rejection::NotYetValid { .. } => S::NotYetValid,
@@ -194,7 +194,7 @@ mod tests {
             (Rejection::IssuerNotTrusted, S::IssuerNotTrusted),
             (Rejection::IssuerNotRequested, S::IssuerNotTrusted),
             (Rejection::KeysUnavailable("i".into()), S::KeysUnavailable),
-            (Rejection::UnknownKid("i".into()), S::UnknownKey),
+            (Rejection::UnknownKid, S::UnknownKey),
             (
                 Rejection::KeyAlgorithmMismatch {
                     kid: "k".into(),
@@ -203,10 +203,7 @@ mod tests {
                 S::UnknownKey,
             ),
             (
-                Rejection::NoKeyForAlgorithm {
-                    issuer: "i".into(),
-                    alg: Algorithm::RS256,
-                },
+                Rejection::NoKeyForAlgorithm(Algorithm::RS256),
                 S::UnknownKey,
             ),
             (Rejection::BadSignature, S::BadSignature),

@@ -209,7 +209,8 @@ pub struct Compact<'t> {
 /// Splits and decodes a compact JWS. Does no cryptography.
 pub fn parse_compact(token: &str) -> Result<Compact<'_>, Malformed> {
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         let count = token.split('.').count();
         return Err(if count == 5 {
@@ -347,7 +348,11 @@ mod tests {
                 matches!(alg, Algorithm::RS256 | Algorithm::EdDSA)
             );
         }
-        assert!(Algorithm::ALL.iter().all(|a| AlgorithmSet::all().contains(*a)));
+        assert!(
+            Algorithm::ALL
+                .iter()
+                .all(|a| AlgorithmSet::all().contains(*a))
+        );
     }
 
     #[test]
@@ -438,7 +443,10 @@ mod tests {
                 Malformed::Crit
             );
         }
-        for header in [r#"{"alg":"HS256","b64":false}"#, r#"{"alg":"HS256","b64":"no"}"#] {
+        for header in [
+            r#"{"alg":"HS256","b64":false}"#,
+            r#"{"alg":"HS256","b64":"no"}"#,
+        ] {
             assert_eq!(
                 parse_compact(&token(header, "{}")).unwrap_err(),
                 Malformed::UnencodedPayload

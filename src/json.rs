@@ -57,7 +57,7 @@ impl<'de> Seen<'de> {
         if let Some(set) = &mut self.set {
             return set.insert(name);
         }
-        if self.names.iter().any(|seen| *seen == name) {
+        if self.names.contains(&name) {
             return false;
         }
         self.names.push(name);
@@ -136,9 +136,7 @@ pub(crate) fn duplicate<E: de::Error>(flag: &DuplicateFlag) -> E {
 pub(crate) fn check_no_duplicates(bytes: &[u8]) -> Result<(), JsonProblem> {
     let flag = DuplicateFlag::default();
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let parsed = Checked(&flag)
-        .deserialize(&mut de)
-        .and_then(|_| de.end());
+    let parsed = Checked(&flag).deserialize(&mut de).and_then(|_| de.end());
     match parsed {
         Ok(()) => Ok(()),
         Err(_) if flag.get() => Err(JsonProblem::Duplicate),

@@ -143,11 +143,12 @@ pub enum KeySetError {
     #[error("the set mixes oct (symmetric) keys with public keys")]
     MixedSymmetric,
     /// Every key was refused (or the set is empty).
-    #[error("no usable key in the set ({refused} refused)")]
-    NoUsableKey {
-        /// How many keys were refused.
-        refused: usize,
-    },
+    #[error("no usable key in the set{}", list_refused(.0))]
+    NoUsableKey(Vec<Refused>),
+}
+
+fn list_refused(refused: &[Refused]) -> String {
+    refused.iter().map(|r| format!("; {r}")).collect()
 }
 
 /// A key refused while loading a set, for the log.
@@ -173,7 +174,8 @@ impl fmt::Display for Refused {
 /// A verifier for one algorithm.
 enum Verifier {
     Public(ParsedPublicKey),
-    Hmac(hmac::Key),
+    // Boxed: an aws-lc-rs HMAC key is over 1 KiB, the public keys are pointers.
+    Hmac(Box<hmac::Key>),
 }
 
 /// One usable key: its kid and a verifier per algorithm it may verify.
@@ -265,7 +267,10 @@ impl KeySet {
 
         // A kid that names two keys is ambiguous: refuse every key that has it.
         let mut kid_count: HashMap<&str, usize> = HashMap::new();
-        for kid in jwks.iter().filter_map(|k| k.get("kid").and_then(Value::as_str)) {
+        for kid in jwks
+            .iter()
+            .filter_map(|k| k.get("kid").and_then(Value::as_str))
+        {
             *kid_count.entry(kid).or_default() += 1;
         }
         let (dups, unique): (Vec<_>, Vec<_>) = parsed
@@ -279,9 +284,7 @@ impl KeySet {
         refused.sort_by_key(|r| r.index);
 
         if unique.is_empty() {
-            return Err(KeySetError::NoUsableKey {
-                refused: refused.len(),
-            });
+            return Err(KeySetError::NoUsableKey(refused));
         }
         let keys: Vec<Arc<Key>> = unique.into_iter().map(|(_, key)| Arc::new(key)).collect();
         let by_kid = keys
@@ -350,9 +353,9 @@ fn parse_jwk(jwk: &Value, origin: Origin) -> Result<Key, KeyError> {
     }
     let pinned = match optional_str(obj, "alg")? {
         None => None,
-        Some(name) => Some(
-            Algorithm::from_name(name).ok_or_else(|| KeyError::UnknownAlg(name.to_owned()))?,
-        ),
+        Some(name) => {
+            Some(Algorithm::from_name(name).ok_or_else(|| KeyError::UnknownAlg(name.to_owned()))?)
+        }
     };
     let kty = required_str(obj, "kty")?;
     let verifiers = match kty {
@@ -366,7 +369,10 @@ fn parse_jwk(jwk: &Value, origin: Origin) -> Result<Key, KeyError> {
     Ok(Key { kid, verifiers })
 }
 
-fn optional_str<'a>(obj: &'a Map<String, Value>, name: &'static str) -> Result<Option<&'a str>, KeyError> {
+fn optional_str<'a>(
+    obj: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<&'a str>, KeyError> {
     match obj.get(name) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -410,7 +416,10 @@ fn rejected(e: aws_lc_rs::error::KeyRejected) -> KeyError {
     KeyError::Rejected(e.to_string())
 }
 
-fn rsa(obj: &Map<String, Value>, pinned: Option<Algorithm>) -> Result<Vec<(Algorithm, Verifier)>, KeyError> {
+fn rsa(
+    obj: &Map<String, Value>,
+    pinned: Option<Algorithm>,
+) -> Result<Vec<(Algorithm, Verifier)>, KeyError> {
     use Algorithm::*;
     refuse_private(obj)?;
     let algs = allowed(&[RS256, RS384, RS512, PS256, PS384, PS512], pinned, "RSA")?;
@@ -449,10 +458,14 @@ fn rsa(obj: &Map<String, Value>, pinned: Option<Algorithm>) -> Result<Vec<(Algor
         .collect()
 }
 
-fn ec(obj: &Map<String, Value>, pinned: Option<Algorithm>) -> Result<Vec<(Algorithm, Verifier)>, KeyError> {
+fn ec(
+    obj: &Map<String, Value>,
+    pinned: Option<Algorithm>,
+) -> Result<Vec<(Algorithm, Verifier)>, KeyError> {
     refuse_private(obj)?;
     let crv = required_str(obj, "crv")?;
-    let (alg, len, verification): (_, _, &'static signature::EcdsaVerificationAlgorithm) = match crv {
+    let (alg, len, verification): (_, _, &'static signature::EcdsaVerificationAlgorithm) = match crv
+    {
         "P-256" => (Algorithm::ES256, 32, &signature::ECDSA_P256_SHA256_FIXED),
         "P-384" => (Algorithm::ES384, 48, &signature::ECDSA_P384_SHA384_FIXED),
         "P-521" => (Algorithm::ES512, 66, &signature::ECDSA_P521_SHA512_FIXED),
@@ -480,7 +493,10 @@ fn crv_kind(crv: &str) -> &'static str {
     }
 }
 
-fn okp(obj: &Map<String, Value>, pinned: Option<Algorithm>) -> Result<Vec<(Algorithm, Verifier)>, KeyError> {
+fn okp(
+    obj: &Map<String, Value>,
+    pinned: Option<Algorithm>,
+) -> Result<Vec<(Algorithm, Verifier)>, KeyError> {
     refuse_private(obj)?;
     let crv = required_str(obj, "crv")?;
     if crv != "Ed25519" {
@@ -495,7 +511,10 @@ fn okp(obj: &Map<String, Value>, pinned: Option<Algorithm>) -> Result<Vec<(Algor
     Ok(vec![(Algorithm::EdDSA, Verifier::Public(key))])
 }
 
-fn oct(obj: &Map<String, Value>, pinned: Option<Algorithm>) -> Result<Vec<(Algorithm, Verifier)>, KeyError> {
+fn oct(
+    obj: &Map<String, Value>,
+    pinned: Option<Algorithm>,
+) -> Result<Vec<(Algorithm, Verifier)>, KeyError> {
     use Algorithm::*;
     let algs = allowed(&[HS256, HS384, HS512], pinned, "oct")?;
     let secret = bytes(obj, "k")?;
@@ -504,7 +523,11 @@ fn oct(obj: &Map<String, Value>, pinned: Option<Algorithm>) -> Result<Vec<(Algor
         HS384 => 48,
         _ => 64,
     };
-    let usable: Vec<_> = algs.iter().copied().filter(|&a| secret.len() >= need(a)).collect();
+    let usable: Vec<_> = algs
+        .iter()
+        .copied()
+        .filter(|&a| secret.len() >= need(a))
+        .collect();
     if usable.is_empty() {
         let need = algs.iter().map(|&a| need(a)).min().unwrap_or(32);
         return Err(KeyError::HmacTooShort {
@@ -520,7 +543,7 @@ fn oct(obj: &Map<String, Value>, pinned: Option<Algorithm>) -> Result<Vec<(Algor
                 HS384 => hmac::HMAC_SHA384,
                 _ => hmac::HMAC_SHA512,
             };
-            (alg, Verifier::Hmac(hmac::Key::new(algorithm, &secret)))
+            (alg, Verifier::Hmac(Box::new(hmac::Key::new(algorithm, &secret))))
         })
         .collect())
 }
@@ -546,7 +569,9 @@ fn roca_fingerprint(n: &[u8]) -> bool {
         11, 13, 17, 19, 37, 53, 61, 71, 73, 79, 97, 103, 107, 109, 127, 151, 157,
     ];
     PRIMES.iter().all(|&p| {
-        let residue = n.iter().fold(0u32, |acc, &b| (acc * 256 + u32::from(b)) % p);
+        let residue = n
+            .iter()
+            .fold(0u32, |acc, &b| (acc * 256 + u32::from(b)) % p);
         let generator = 65537 % p;
         let mut power = 1;
         loop {
@@ -603,7 +628,11 @@ mod tests {
         assert_eq!(algs(&ed), [EdDSA]);
         let secret = B64.encode([7u8; 48]);
         let oct = one(&format!(r#"{{"kty":"oct","k":"{secret}"}}"#)).expect("oct loads");
-        assert_eq!(algs(&oct), [HS256, HS384], "48 bytes is too short for HS512");
+        assert_eq!(
+            algs(&oct),
+            [HS256, HS384],
+            "48 bytes is too short for HS512"
+        );
     }
 
     #[test]
@@ -670,7 +699,10 @@ mod tests {
                 format!(r#"{{"kty":"oct","k":"{short}"}}"#),
                 KeyError::HmacTooShort { len: 31, need: 32 },
             ),
-            (r#"{"kty":"oct","k":""}"#.into(), KeyError::HmacTooShort { len: 0, need: 32 }),
+            (
+                r#"{"kty":"oct","k":""}"#.into(),
+                KeyError::HmacTooShort { len: 0, need: 32 },
+            ),
             (r#"{"kty":"RSA","e":"AQAB"}"#.into(), KeyError::Missing("n")),
             (r#"{"kty":"XYZ"}"#.into(), KeyError::Kty("XYZ".into())),
             (r#"{"n":"AQAB"}"#.into(), KeyError::Missing("kty")),
@@ -704,7 +736,10 @@ mod tests {
         assert_eq!(set.len(), 1);
         assert!(set.by_kid("b").is_some() && set.by_kid("a").is_none());
         assert_eq!(
-            refused.iter().map(|r| (r.index, r.error.clone())).collect::<Vec<_>>(),
+            refused
+                .iter()
+                .map(|r| (r.index, r.error.clone()))
+                .collect::<Vec<_>>(),
             [(0, KeyError::DuplicateKid), (2, KeyError::DuplicateKid)]
         );
     }
@@ -720,7 +755,7 @@ mod tests {
         );
         assert_eq!(
             set(r#"{"keys":[]}"#).unwrap_err(),
-            KeySetError::NoUsableKey { refused: 0 }
+            KeySetError::NoUsableKey(vec![])
         );
         assert_eq!(
             set(&format!(
@@ -742,7 +777,15 @@ mod tests {
         let secret = B64.encode([9u8; 32]);
         let jwks = format!(r#"{{"keys":[{{"kty":"oct","kid":"s","k":"{secret}"}}]}}"#);
         let err = KeySet::from_jwks(jwks.as_bytes(), Origin::Remote).unwrap_err();
-        assert_eq!(err, KeySetError::NoUsableKey { refused: 1 });
+        assert_eq!(
+            err,
+            KeySetError::NoUsableKey(vec![Refused {
+                index: 0,
+                kid: Some("s".into()),
+                error: KeyError::RemoteSecret
+            }])
+        );
+        assert!(err.to_string().contains("kid \"s\""), "{err}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The `jwtd` command: parse arguments, load config, init logs, serve.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -63,13 +64,16 @@ struct MintArgs {
     #[arg(long)]
     aud: Vec<String>,
     /// Lifetime in seconds, from now (sets iat and exp).
-    #[arg(long, default_value_t = 3600)]
+    #[arg(long, default_value_t = 3600, allow_negative_numbers = true)]
     ttl: i64,
     /// An extra claim as NAME=JSON (e.g. scope="\"read write\"" or admin=true);
     /// repeat for several.
     #[arg(long = "claim", value_name = "NAME=JSON")]
     claims: Vec<String>,
 }
+
+/// How long in-flight calls may take to finish after SIGTERM or SIGINT.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -88,6 +92,7 @@ fn init_logs() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
@@ -150,14 +155,26 @@ fn serve(config: &Config) -> anyhow::Result<()> {
             );
         }
         tracing::info!(%addr, "jwtd ready: serving jwtd.v1.VerifierService, grpc.health.v1 and reflection");
-        server::serve(
+        // In-flight calls get DRAIN_LIMIT to finish after the signal; clients
+        // that keep idle connections open cannot hold the process past it.
+        let (signalled, mut drain) = tokio::sync::watch::channel(false);
+        let serving = server::serve(
             listener,
             trust,
             config.limits,
             Arc::new(SystemClock),
-            shutdown_signal(),
-        )
-        .await?;
+            async move {
+                shutdown_signal().await;
+                let _ = signalled.send(true);
+            },
+        );
+        tokio::select! {
+            result = serving => result?,
+            _ = async {
+                let _ = drain.wait_for(|s| *s).await;
+                tokio::time::sleep(DRAIN_LIMIT).await;
+            } => tracing::warn!("connections still open after {DRAIN_LIMIT:?}; closing them"),
+        }
         tracing::info!("jwtd stopped");
         Ok(())
     })

@@ -34,7 +34,7 @@ enum Kind {
     Rsa(RsaKeyPair),
     Ecdsa(EcdsaKeyPair),
     Ed25519(Ed25519KeyPair),
-    Hmac(aws_lc_rs::hmac::Key),
+    Hmac(Box<aws_lc_rs::hmac::Key>),
 }
 
 /// A private key ready to sign tokens with one algorithm.
@@ -98,7 +98,7 @@ impl Signer {
         }
         Ok(Signer {
             alg,
-            kind: Kind::Hmac(hmac::Key::new(algorithm, secret)),
+            kind: Kind::Hmac(Box::new(hmac::Key::new(algorithm, secret))),
         })
     }
 
@@ -147,7 +147,11 @@ impl Signer {
 
     /// Signs `claims` (a JSON object) with a header of `alg`, `typ: JWT` and
     /// `kid` when given.
-    pub fn sign(&self, kid: Option<&str>, claims: &Map<String, Value>) -> Result<String, MintError> {
+    pub fn sign(
+        &self,
+        kid: Option<&str>,
+        claims: &Map<String, Value>,
+    ) -> Result<String, MintError> {
         let mut header = Map::new();
         header.insert("alg".into(), self.alg.name().into());
         header.insert("typ".into(), "JWT".into());
@@ -195,9 +199,13 @@ impl Signer {
 
 /// The DER bytes of the first `PRIVATE KEY` block of a PEM document.
 fn pem_private_key(pem: &str) -> Result<Vec<u8>, MintError> {
-    let start = pem.find("-----BEGIN PRIVATE KEY-----").ok_or(MintError::Pem)?;
+    let start = pem
+        .find("-----BEGIN PRIVATE KEY-----")
+        .ok_or(MintError::Pem)?;
     let body = &pem[start + "-----BEGIN PRIVATE KEY-----".len()..];
-    let end = body.find("-----END PRIVATE KEY-----").ok_or(MintError::Pem)?;
+    let end = body
+        .find("-----END PRIVATE KEY-----")
+        .ok_or(MintError::Pem)?;
     let b64: String = body[..end].split_whitespace().collect();
     base64::engine::general_purpose::STANDARD
         .decode(b64)

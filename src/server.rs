@@ -39,7 +39,10 @@ pub fn load_trust(config: &Config) -> Result<(Trust, Vec<(String, Refused)>), Co
             keys: KeyState::Loaded(Arc::new(set)),
         });
     }
-    Ok((Trust::new(issuers, config.limits.max_token_bytes), refused_all))
+    Ok((
+        Trust::new(issuers, config.limits.max_token_bytes),
+        refused_all,
+    ))
 }
 
 /// The largest Verify request jwtd decodes: a full batch of the longest

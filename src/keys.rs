@@ -543,7 +543,10 @@ fn oct(
                 HS384 => hmac::HMAC_SHA384,
                 _ => hmac::HMAC_SHA512,
             };
-            (alg, Verifier::Hmac(Box::new(hmac::Key::new(algorithm, &secret))))
+            (
+                alg,
+                Verifier::Hmac(Box::new(hmac::Key::new(algorithm, &secret))),
+            )
         })
         .collect())
 }

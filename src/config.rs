@@ -4,27 +4,45 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:50051"
+//! startup = "wait"               # or "serve"
 //! [limits]
 //! max_batch = 1024
 //! max_token_bytes = 8192
+//! [fetch]
+//! connect_timeout_seconds = 5
+//! timeout_seconds = 10
+//! max_response_bytes = 1048576
+//! max_redirects = 3
 //! [[issuers]]
 //! issuer = "https://issuer.example"
-//! jwks_file = "keys/jwks.json"   # relative to this file
+//! jwks_file = "keys/jwks.json"   # or jwks_uri = "https://…", or discovery_uri = "https://…"
 //! audiences = ["orders-api"]
 //! algorithms = ["RS256", "ES256"]
 //! leeway_seconds = 60
 //! required_claims = ["sub"]
 //! require_exp = true
+//! allow_insecure_http = false
+//! refresh_seconds = 300          # 5 for jwks_file (how often its mtime is checked)
+//! min_refresh_seconds = 60
+//! max_refresh_seconds = 3600
+//! max_stale_seconds = 86400
+//! kid_miss_wait_ms = 500
 //! ```
+//!
+//! Durations in seconds may be fractional (`0.25`), which tests use to keep
+//! refresh and outage scenarios short.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use reqwest::Url;
 use serde::Deserialize;
 
 use crate::jose::{Algorithm, AlgorithmSet};
 use crate::keys::KeySetError;
+use crate::keys::fetch::FetchLimits;
 use crate::policy::{IssuerPolicy, Leeway, PolicyError};
 
 /// Default listen address: loopback only, so a bare start exposes nothing.
@@ -82,10 +100,22 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<String>,
+    startup: Option<String>,
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
+    fetch: RawFetch,
+    #[serde(default)]
     issuers: Vec<RawIssuer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFetch {
+    connect_timeout_seconds: Option<f64>,
+    timeout_seconds: Option<f64>,
+    max_response_bytes: Option<usize>,
+    max_redirects: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,6 +135,14 @@ struct RawIssuer {
     leeway_seconds: Option<i64>,
     required_claims: Option<Vec<String>>,
     require_exp: Option<bool>,
+    jwks_uri: Option<String>,
+    discovery_uri: Option<String>,
+    allow_insecure_http: Option<bool>,
+    refresh_seconds: Option<f64>,
+    min_refresh_seconds: Option<f64>,
+    max_refresh_seconds: Option<f64>,
+    max_stale_seconds: Option<f64>,
+    kid_miss_wait_ms: Option<u64>,
 }
 
 /// Request limits.
@@ -121,6 +159,26 @@ pub struct Limits {
 pub enum KeySource {
     /// A local JWK Set file (absolute, or resolved against the config's folder).
     File(PathBuf),
+    /// A JWK Set URL.
+    JwksUri(Url),
+    /// An OpenID Connect discovery document whose `jwks_uri` names the set.
+    Discovery(Url),
+}
+
+/// How an issuer's keys are kept fresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshPolicy {
+    /// Refresh interval without Cache-Control max-age (for files: how often
+    /// the file is checked for changes).
+    pub refresh: Duration,
+    /// Lower bound of the interval, and the rate limit of unknown-kid refreshes.
+    pub min: Duration,
+    /// Upper bound of the interval (and of retry backoff).
+    pub max: Duration,
+    /// How long the last good set keeps serving while fetches fail.
+    pub max_stale: Duration,
+    /// How long a request with an unknown kid waits for the refresh it caused.
+    pub kid_miss_wait: Duration,
 }
 
 /// One `[[issuers]]` entry, validated.
@@ -130,6 +188,21 @@ pub struct IssuerConfig {
     pub policy: IssuerPolicy,
     /// Where its keys come from.
     pub source: KeySource,
+    /// Plain-http URLs are allowed (loopback and tests only).
+    pub allow_insecure_http: bool,
+    /// How the keys are refreshed.
+    pub refresh: RefreshPolicy,
+}
+
+/// Whether Verify is reported healthy before every issuer's keys loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Startup {
+    /// Health stays NOT_SERVING until every issuer loaded once.
+    #[default]
+    Wait,
+    /// Health is SERVING at once; tokens of issuers without keys get
+    /// KEYS_UNAVAILABLE meanwhile.
+    Serve,
 }
 
 /// A validated configuration.
@@ -137,8 +210,12 @@ pub struct IssuerConfig {
 pub struct Config {
     /// The gRPC listen address.
     pub listen: SocketAddr,
+    /// Health before keys load.
+    pub startup: Startup,
     /// Request limits.
     pub limits: Limits,
+    /// Bounds on key fetches.
+    pub fetch: FetchLimits,
     /// Trusted issuers, in file order.
     pub issuers: Vec<IssuerConfig>,
 }
@@ -209,6 +286,44 @@ fn build_and_validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError
         ));
     }
 
+    let startup = match raw.startup.as_deref() {
+        None | Some("wait") => Startup::Wait,
+        Some("serve") => Startup::Serve,
+        Some(other) => {
+            return Err(invalid(
+                "startup",
+                format!("{other:?} is neither \"wait\" nor \"serve\""),
+            ));
+        }
+    };
+    let defaults = FetchLimits::default();
+    let fetch = FetchLimits {
+        connect_timeout: seconds(
+            "fetch.connect_timeout_seconds",
+            raw.fetch.connect_timeout_seconds,
+            defaults.connect_timeout,
+        )?,
+        timeout: seconds(
+            "fetch.timeout_seconds",
+            raw.fetch.timeout_seconds,
+            defaults.timeout,
+        )?,
+        max_bytes: raw.fetch.max_response_bytes.unwrap_or(defaults.max_bytes),
+        max_redirects: raw.fetch.max_redirects.unwrap_or(defaults.max_redirects),
+    };
+    if fetch.max_bytes == 0 || fetch.max_bytes > 64 * 1024 * 1024 {
+        return Err(invalid(
+            "fetch.max_response_bytes",
+            format!("{} is outside 1..=67108864", fetch.max_bytes),
+        ));
+    }
+    if fetch.max_redirects > 10 {
+        return Err(invalid(
+            "fetch.max_redirects",
+            format!("{} is over 10", fetch.max_redirects),
+        ));
+    }
+
     if raw.issuers.is_empty() {
         return Err(invalid(
             "issuers",
@@ -251,26 +366,111 @@ fn build_and_validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError
         if let Some(require) = raw.require_exp {
             policy = policy.with_require_exp(require);
         }
-        let source = match raw.jwks_file {
-            Some(path) => KeySource::File(base.join(path)),
-            None => {
+        let allow_insecure_http = raw.allow_insecure_http.unwrap_or(false);
+        let url = |field: &str, text: String| {
+            let url = Url::parse(&text)
+                .map_err(|e| invalid(at(field), format!("{text:?} is not a URL ({e})")))?;
+            match url.scheme() {
+                "https" => Ok(url),
+                "http" if allow_insecure_http => Ok(url),
+                "http" => Err(invalid(
+                    at(field),
+                    format!(
+                        "{text:?} is not https (set allow_insecure_http = true for loopback and tests)"
+                    ),
+                )),
+                _ => Err(invalid(
+                    at(field),
+                    format!("{text:?} is not an http(s) URL"),
+                )),
+            }
+        };
+        let source = match (raw.jwks_file, raw.jwks_uri, raw.discovery_uri) {
+            (Some(path), None, None) => KeySource::File(base.join(path)),
+            (None, Some(uri), None) => KeySource::JwksUri(url("jwks_uri", uri)?),
+            (None, None, Some(uri)) => KeySource::Discovery(url("discovery_uri", uri)?),
+            (None, None, None) => {
                 return Err(invalid(
                     at("jwks_file"),
-                    "a key source is required (jwks_file = \"path/to/jwks.json\")",
+                    "a key source is required: one of jwks_file, jwks_uri, discovery_uri",
+                ));
+            }
+            _ => {
+                return Err(invalid(
+                    at("jwks_file"),
+                    "set exactly one of jwks_file, jwks_uri, discovery_uri",
                 ));
             }
         };
-        issuers.push(IssuerConfig { policy, source });
+        let is_file = matches!(source, KeySource::File(_));
+        let default_refresh = Duration::from_secs(if is_file { 5 } else { 300 });
+        let refresh = RefreshPolicy {
+            refresh: seconds(&at("refresh_seconds"), raw.refresh_seconds, default_refresh)?,
+            min: seconds(
+                &at("min_refresh_seconds"),
+                raw.min_refresh_seconds,
+                Duration::from_secs(60),
+            )?,
+            max: seconds(
+                &at("max_refresh_seconds"),
+                raw.max_refresh_seconds,
+                Duration::from_secs(3600),
+            )?,
+            max_stale: seconds(
+                &at("max_stale_seconds"),
+                raw.max_stale_seconds,
+                Duration::from_secs(86400),
+            )?,
+            kid_miss_wait: Duration::from_millis(raw.kid_miss_wait_ms.unwrap_or(500)),
+        };
+        if refresh.min > refresh.max {
+            return Err(invalid(
+                at("min_refresh_seconds"),
+                format!(
+                    "{:?} is more than max_refresh_seconds ({:?})",
+                    refresh.min, refresh.max
+                ),
+            ));
+        }
+        if refresh.kid_miss_wait > Duration::from_secs(30) {
+            return Err(invalid(
+                at("kid_miss_wait_ms"),
+                format!("{:?} is over 30 s", refresh.kid_miss_wait),
+            ));
+        }
+        issuers.push(IssuerConfig {
+            policy,
+            source,
+            allow_insecure_http,
+            refresh,
+        });
     }
 
     Ok(Config {
         listen,
+        startup,
         limits: Limits {
             max_batch,
             max_token_bytes,
         },
+        fetch,
         issuers,
     })
+}
+
+/// A positive, finite duration in seconds (fractions allowed) of at most a
+/// year, or `default`.
+fn seconds(key: &str, value: Option<f64>, default: Duration) -> Result<Duration, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    if !(value > 0.0 && value <= 366.0 * 86400.0) {
+        return Err(invalid(
+            key,
+            format!("{value} is not a duration in 0..=31622400 seconds"),
+        ));
+    }
+    Duration::try_from_secs_f64(value).map_err(|e| invalid(key, e))
 }
 
 fn parse_algorithms(names: &[String]) -> Result<AlgorithmSet, String> {
@@ -327,6 +527,54 @@ mod tests {
         assert_eq!(issuer.policy.leeway().seconds(), 60);
         assert!(issuer.policy.require_exp());
         assert_eq!(issuer.policy.algorithms(), AlgorithmSet::all());
+        assert_eq!(c.startup, Startup::Wait);
+        assert_eq!(c.fetch, FetchLimits::default());
+        assert_eq!(
+            issuer.refresh.refresh,
+            Duration::from_secs(5),
+            "files are checked often"
+        );
+        assert_eq!(issuer.refresh.min, Duration::from_secs(60));
+        assert_eq!(issuer.refresh.max, Duration::from_secs(3600));
+        assert_eq!(issuer.refresh.max_stale, Duration::from_secs(86400));
+        assert_eq!(issuer.refresh.kid_miss_wait, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn remote_sources_and_refresh_settings() {
+        let c = parse(
+            r#"
+            startup = "serve"
+            [fetch]
+            timeout_seconds = 2.5
+            [[issuers]]
+            issuer = "https://a.example"
+            jwks_uri = "https://a.example/jwks"
+            [[issuers]]
+            issuer = "http://127.0.0.1:8080"
+            discovery_uri = "http://127.0.0.1:8080/.well-known/openid-configuration"
+            allow_insecure_http = true
+            refresh_seconds = 0.5
+            min_refresh_seconds = 0.25
+            kid_miss_wait_ms = 200
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(c.startup, Startup::Serve);
+        assert_eq!(c.fetch.timeout, Duration::from_millis(2500));
+        assert!(
+            matches!(&c.issuers[0].source, KeySource::JwksUri(u) if u.as_str() == "https://a.example/jwks")
+        );
+        assert_eq!(c.issuers[0].refresh.refresh, Duration::from_secs(300));
+        assert!(!c.issuers[0].allow_insecure_http);
+        assert!(matches!(&c.issuers[1].source, KeySource::Discovery(_)));
+        assert!(c.issuers[1].allow_insecure_http);
+        assert_eq!(c.issuers[1].refresh.refresh, Duration::from_millis(500));
+        assert_eq!(c.issuers[1].refresh.min, Duration::from_millis(250));
+        assert_eq!(
+            c.issuers[1].refresh.kid_miss_wait,
+            Duration::from_millis(200)
+        );
     }
 
     #[test]
@@ -401,6 +649,31 @@ mod tests {
 
         let (key, _) = invalid_key("[[issuers]]\nissuer = \"https://i\"\n");
         assert_eq!(key, "issuers[0].jwks_file");
+
+        let (key, problem) = invalid_key(&format!("{MINIMAL}jwks_uri = \"https://i/k\""));
+        assert_eq!(key, "issuers[0].jwks_file");
+        assert!(problem.contains("exactly one"), "{problem}");
+
+        let (key, problem) =
+            invalid_key("[[issuers]]\nissuer = \"https://i\"\njwks_uri = \"http://127.0.0.1/k\"\n");
+        assert_eq!(key, "issuers[0].jwks_uri");
+        assert!(problem.contains("allow_insecure_http"), "{problem}");
+
+        let (key, _) = invalid_key(
+            "[[issuers]]\nissuer = \"https://i\"\ndiscovery_uri = \"ftp://i/x\"\nallow_insecure_http = true\n",
+        );
+        assert_eq!(key, "issuers[0].discovery_uri");
+
+        let (key, _) = invalid_key(&format!(
+            "{MINIMAL}min_refresh_seconds = 10\nmax_refresh_seconds = 5"
+        ));
+        assert_eq!(key, "issuers[0].min_refresh_seconds");
+
+        let (key, _) = invalid_key(&format!("{MINIMAL}refresh_seconds = 0"));
+        assert_eq!(key, "issuers[0].refresh_seconds");
+
+        let (key, _) = invalid_key(&format!("startup = \"later\"\n{MINIMAL}"));
+        assert_eq!(key, "startup");
 
         let (key, _) = invalid_key("listen = \"127.0.0.1:1\"\n");
         assert_eq!(key, "issuers");

@@ -8,16 +8,22 @@
 //!
 //! Signature checks are CPU work, so a batch runs on tokio's blocking pool,
 //! never on the reactor threads that serve other connections.
+//!
+//! Tokens whose kid their issuer's set lacks trigger that issuer's
+//! (rate-limited, single-flight) refresh; the call waits for it up to the
+//! issuer's `kid_miss_wait_ms` and verifies those tokens once more against the
+//! new snapshot, so a key published a moment ago is VALID, not UNKNOWN_KEY.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
 use crate::clock::Clock;
-use crate::config::Limits;
 use crate::pb;
 use crate::policy::{Narrowing, Trust};
-use crate::verify::{self, Rejection, Verified};
+use crate::registry::{Registry, Snapshot};
+use crate::verify::{self, Rejection, UnixTime, Verified};
 
 /// Most audiences one request may name.
 pub const MAX_REQUEST_AUDIENCES: usize = 64;
@@ -26,28 +32,26 @@ pub const MAX_REQUEST_VALUE_BYTES: usize = 1024;
 
 /// The `jwtd.v1.VerifierService` implementation.
 pub struct VerifierApi {
-    trust: Arc<Trust>,
-    limits: Limits,
+    registry: Arc<Registry>,
     clock: Arc<dyn Clock>,
 }
 
+type Outcome = Result<Verified, Rejection>;
+
 impl VerifierApi {
-    /// A service verifying against `trust` with the time from `clock`.
-    pub fn new(trust: Arc<Trust>, limits: Limits, clock: Arc<dyn Clock>) -> Self {
-        Self {
-            trust,
-            limits,
-            clock,
-        }
+    /// A service verifying against the registry's current keys, with the
+    /// time from `clock`.
+    pub fn new(registry: Arc<Registry>, clock: Arc<dyn Clock>) -> Self {
+        Self { registry, clock }
     }
 
     /// Checks the whole-call rules and returns what the call narrows.
-    fn narrowing(&self, request: &pb::VerifyRequest) -> Result<Narrowing, Status> {
+    fn narrowing(snapshot: &Snapshot, request: &pb::VerifyRequest) -> Result<Narrowing, Status> {
         let count = request.tokens.len();
-        if count > self.limits.max_batch {
+        let max_batch = snapshot.limits.max_batch;
+        if count > max_batch {
             return Err(Status::invalid_argument(format!(
-                "batch of {count} tokens is over the limit of {} (limits.max_batch)",
-                self.limits.max_batch
+                "batch of {count} tokens is over the limit of {max_batch} (limits.max_batch)"
             )));
         }
         if request.audiences.len() > MAX_REQUEST_AUDIENCES {
@@ -72,7 +76,7 @@ impl VerifierApi {
                     "issuer is over {MAX_REQUEST_VALUE_BYTES} bytes"
                 )));
             }
-            iss if self.trust.issuer(iss).is_none() => {
+            iss if snapshot.trust.issuer(iss).is_none() => {
                 return Err(Status::invalid_argument(format!(
                     "issuer {iss:?} is not configured in jwtd"
                 )));
@@ -93,23 +97,91 @@ impl pb::verifier_service_server::VerifierService for VerifierApi {
         request: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
         let request = request.into_inner();
-        let narrowing = self.narrowing(&request)?;
+        let snapshot = self.registry.snapshot();
+        let narrowing = Arc::new(Self::narrowing(&snapshot, &request)?);
         if request.tokens.is_empty() {
             return Ok(Response::new(pb::VerifyResponse::default()));
         }
-        let trust = Arc::clone(&self.trust);
+        let tokens = Arc::new(request.tokens);
         let now = self.clock.now();
-        let results = tokio::task::spawn_blocking(move || {
-            request
-                .tokens
+        let all: Vec<usize> = (0..tokens.len()).collect();
+        let mut outcomes = verify_on_pool(&snapshot, &tokens, &narrowing, now, all).await?;
+
+        let missed: BTreeSet<String> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Err(Rejection::UnknownKid { issuer }) => Some(issuer.clone()),
+                _ => None,
+            })
+            .collect();
+        if !missed.is_empty() {
+            let refreshed = self.refresh_for_kid_misses(missed).await;
+            let retry: Vec<usize> = outcomes
                 .iter()
-                .map(|token| result_of(verify::verify(token, &trust, &narrowing, now)))
-                .collect()
-        })
-        .await
-        .map_err(|e| Status::internal(format!("verification task failed: {e}")))?;
+                .enumerate()
+                .filter(|(_, o)| {
+                    matches!(o, Err(Rejection::UnknownKid { issuer }) if refreshed.contains(issuer))
+                })
+                .map(|(i, _)| i)
+                .collect();
+            if !retry.is_empty() {
+                let snapshot = self.registry.snapshot();
+                let again =
+                    verify_on_pool(&snapshot, &tokens, &narrowing, now, retry.clone()).await?;
+                for (i, outcome) in retry.into_iter().zip(again) {
+                    outcomes[i] = outcome;
+                }
+            }
+        }
+        let results = outcomes.into_iter().map(result_of).collect();
         Ok(Response::new(pb::VerifyResponse { results }))
     }
+}
+
+impl VerifierApi {
+    /// Asks each issuer in `missed` for a refresh, concurrently, and returns
+    /// those whose refresh completed in time.
+    async fn refresh_for_kid_misses(&self, missed: BTreeSet<String>) -> BTreeSet<String> {
+        let mut waits = tokio::task::JoinSet::new();
+        for issuer in missed {
+            let registry = Arc::clone(&self.registry);
+            waits.spawn(async move {
+                let refreshed = registry.kid_miss(&issuer).await;
+                (issuer, refreshed)
+            });
+        }
+        let mut refreshed = BTreeSet::new();
+        while let Some(joined) = waits.join_next().await {
+            if let Ok((issuer, true)) = joined {
+                refreshed.insert(issuer);
+            }
+        }
+        refreshed
+    }
+}
+
+/// Verifies the tokens at `indices` on the blocking pool.
+async fn verify_on_pool(
+    snapshot: &Arc<Snapshot>,
+    tokens: &Arc<Vec<String>>,
+    narrowing: &Arc<Narrowing>,
+    now: UnixTime,
+    indices: Vec<usize>,
+) -> Result<Vec<Outcome>, Status> {
+    let (snapshot, tokens, narrowing) = (
+        Arc::clone(snapshot),
+        Arc::clone(tokens),
+        Arc::clone(narrowing),
+    );
+    tokio::task::spawn_blocking(move || {
+        let trust: &Trust = &snapshot.trust;
+        indices
+            .into_iter()
+            .map(|i| verify::verify(&tokens[i], trust, &narrowing, now))
+            .collect()
+    })
+    .await
+    .map_err(|e| Status::internal(format!("verification task failed: {e}")))
 }
 
 /// The wire status of a rejection. Every variant is mapped here and nowhere else.
@@ -127,7 +199,7 @@ pub fn status_of(rejection: &Rejection) -> pb::Status {
         Rejection::MissingClaim(_) => S::MissingClaim,
         Rejection::IssuerNotTrusted | Rejection::IssuerNotRequested => S::IssuerNotTrusted,
         Rejection::KeysUnavailable(_) => S::KeysUnavailable,
-        Rejection::UnknownKid
+        Rejection::UnknownKid { .. }
         | Rejection::KeyAlgorithmMismatch { .. }
         | Rejection::NoKeyForAlgorithm(_) => S::UnknownKey,
         Rejection::BadSignature => S::BadSignature,
@@ -138,7 +210,7 @@ pub fn status_of(rejection: &Rejection) -> pb::Status {
 }
 
 /// One token's wire result.
-pub fn result_of(outcome: Result<Verified, Rejection>) -> pb::VerifyResult {
+pub fn result_of(outcome: Outcome) -> pb::VerifyResult {
     match outcome {
         Ok(verified) => {
             let (claims, algorithm, kid, payload) = verified.into_parts();
@@ -194,7 +266,7 @@ mod tests {
             (Rejection::IssuerNotTrusted, S::IssuerNotTrusted),
             (Rejection::IssuerNotRequested, S::IssuerNotTrusted),
             (Rejection::KeysUnavailable("i".into()), S::KeysUnavailable),
-            (Rejection::UnknownKid, S::UnknownKey),
+            (Rejection::UnknownKid { issuer: "i".into() }, S::UnknownKey),
             (
                 Rejection::KeyAlgorithmMismatch {
                     kid: "k".into(),

@@ -3,7 +3,8 @@
 //! The centre is [`verify::verify`], a pure, synchronous function of a token,
 //! a [`policy::Trust`] snapshot and the time. Around it: [`jose`] and
 //! [`claims`] parse, [`keys`] turns JWK Sets into aws-lc-rs keys, [`config`]
-//! reads and validates the TOML, [`grpc`] maps results to the wire, [`server`]
+//! reads and validates the TOML, [`registry`] keeps every issuer's keys fresh
+//! and publishes snapshots, [`grpc`] maps results to the wire, [`server`]
 //! assembles the tonic server, and [`mint`] signs development tokens.
 
 pub mod claims;
@@ -15,6 +16,7 @@ mod json;
 pub mod keys;
 pub mod mint;
 pub mod policy;
+pub mod registry;
 pub mod server;
 pub mod verify;
 

@@ -11,7 +11,8 @@ use jwtd::clock::{Clock as _, SystemClock};
 use jwtd::config::Config;
 use jwtd::jose::Algorithm;
 use jwtd::mint::Signer;
-use jwtd::policy::Trust;
+use jwtd::policy::{KeyState, TrustedIssuer};
+use jwtd::registry::{self, Registry};
 use jwtd::server;
 use serde_json::{Map, Value};
 use tracing_subscriber::EnvFilter;
@@ -97,87 +98,133 @@ fn init_logs() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(&load_config(cli.config)?),
-        Command::CheckConfig => {
-            let config = load_config(cli.config)?;
-            let trust = load_trust(&config)?;
-            let keys: usize = trust.issuers().map(key_count).sum();
-            println!(
-                "config ok: {} issuer(s), {keys} usable key(s), listen {}",
-                config.issuers.len(),
-                config.listen
-            );
-            Ok(())
-        }
-        Command::Mint(args) => {
-            println!("{}", mint(&args)?);
-            Ok(())
-        }
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Mint(args) = &command {
+        println!("{}", mint(args)?);
+        return Ok(());
     }
-}
-
-fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
-    let Some(path) = path else {
+    let Some(path) = cli.config else {
         bail!("no config: pass --config PATH or set JWTD_CONFIG (see README: dev/jwtd.dev.toml)");
     };
-    Ok(Config::load(&path)?)
-}
-
-fn key_count(issuer: &jwtd::policy::TrustedIssuer) -> usize {
-    match &issuer.keys {
-        jwtd::policy::KeyState::Loaded(set) => set.len(),
-        jwtd::policy::KeyState::Unavailable => 0,
-    }
-}
-
-fn load_trust(config: &Config) -> anyhow::Result<Trust> {
-    let (trust, refused) = server::load_trust(config)?;
-    for (issuer, refused) in refused {
-        tracing::warn!(%issuer, "refused {refused}");
-    }
-    Ok(trust)
-}
-
-fn serve(config: &Config) -> anyhow::Result<()> {
-    let trust = Arc::new(load_trust(config)?);
+    let config = Config::load(&path)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.listen)
+    match command {
+        Command::CheckConfig => runtime.block_on(check_config(&config)),
+        _ => runtime.block_on(serve(path, config)),
+    }
+}
+
+/// Loads every issuer's keys once (fetching URL sources) and reports.
+async fn check_config(config: &Config) -> anyhow::Result<()> {
+    let mut keys = 0;
+    for (index, issuer) in config.issuers.iter().enumerate() {
+        let name = issuer.policy.issuer();
+        let (set, refused) = registry::load_once(issuer, config.fetch)
             .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let addr = listener.local_addr()?;
-        for issuer in trust.issuers() {
-            tracing::info!(
-                issuer = issuer.policy.issuer(),
-                keys = key_count(issuer),
-                "issuer loaded"
-            );
+            .with_context(|| format!("issuers[{index}] ({name})"))?;
+        for r in refused {
+            tracing::warn!(issuer = name, "refused {r}");
         }
-        tracing::info!(%addr, "jwtd ready: serving jwtd.v1.VerifierService, grpc.health.v1 and reflection");
-        // In-flight calls get DRAIN_LIMIT to finish after the signal; clients
-        // that keep idle connections open cannot hold the process past it.
-        let (signalled, mut drain) = tokio::sync::watch::channel(false);
-        let serving = server::serve(
-            listener,
-            trust,
-            config.limits,
-            Arc::new(SystemClock),
-            async move {
-                shutdown_signal().await;
-                let _ = signalled.send(true);
-            },
+        keys += set.len();
+    }
+    println!(
+        "config ok: {} issuer(s), {keys} usable key(s), listen {}",
+        config.issuers.len(),
+        config.listen
+    );
+    Ok(())
+}
+
+async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
+    let (registry, refused) = Registry::start(&config).await?;
+    for (issuer, r) in refused {
+        tracing::warn!(%issuer, "refused {r}");
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    for issuer in registry.snapshot().trust.issuers() {
+        tracing::info!(
+            issuer = issuer.policy.issuer(),
+            keys = key_count(issuer),
+            "issuer configured"
         );
-        tokio::select! {
-            result = serving => result?,
-            _ = async {
-                let _ = drain.wait_for(|s| *s).await;
-                tokio::time::sleep(DRAIN_LIMIT).await;
-            } => tracing::warn!("connections still open after {DRAIN_LIMIT:?}; closing them"),
+    }
+    tracing::info!(%addr, "jwtd ready: serving jwtd.v1.VerifierService, grpc.health.v1 and reflection");
+    let reloads = tokio::spawn(reload_on_sighup(path, config.listen, Arc::clone(&registry)));
+
+    // In-flight calls get DRAIN_LIMIT to finish after the signal; clients
+    // that keep idle connections open cannot hold the process past it.
+    let (signalled, mut drain) = tokio::sync::watch::channel(false);
+    let serving = server::serve(listener, registry, Arc::new(SystemClock), async move {
+        shutdown_signal().await;
+        let _ = signalled.send(true);
+    });
+    tokio::select! {
+        result = serving => result?,
+        _ = async {
+            let _ = drain.wait_for(|s| *s).await;
+            tokio::time::sleep(DRAIN_LIMIT).await;
+        } => tracing::warn!("connections still open after {DRAIN_LIMIT:?}; closing them"),
+    }
+    reloads.abort();
+    tracing::info!("jwtd stopped");
+    Ok(())
+}
+
+fn key_count(issuer: &TrustedIssuer) -> usize {
+    match &issuer.keys {
+        KeyState::Loaded(set) => set.len(),
+        KeyState::Unavailable => 0,
+    }
+}
+
+/// Re-reads the config file on every SIGHUP. A config that does not parse,
+/// validate or load is rejected with a log line; the running one stays.
+async fn reload_on_sighup(path: PathBuf, listen: std::net::SocketAddr, registry: Arc<Registry>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(hup) => hup,
+            Err(e) => {
+                tracing::warn!("cannot watch SIGHUP ({e}); config reload is off");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!(path = %path.display(), "SIGHUP: reloading config");
+            let config = match Config::load(&path) {
+                Ok(config) => config,
+                Err(e) => {
+                    tracing::error!("config reload rejected, keeping the running config: {e}");
+                    continue;
+                }
+            };
+            if config.listen != listen {
+                tracing::warn!(
+                    "listen changed to {}; a restart is needed for that, jwtd stays on {listen}",
+                    config.listen
+                );
+            }
+            match registry.reload(&config).await {
+                Ok(refused) => {
+                    for (issuer, r) in refused {
+                        tracing::warn!(%issuer, "refused {r}");
+                    }
+                    tracing::info!(issuers = config.issuers.len(), "config reloaded");
+                }
+                Err(e) => {
+                    tracing::error!("config reload rejected, keeping the running config: {e}");
+                }
+            }
         }
-        tracing::info!("jwtd stopped");
-        Ok(())
-    })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, listen, registry);
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -204,6 +204,15 @@ impl Trust {
     pub fn issuers(&self) -> impl Iterator<Item = &TrustedIssuer> {
         self.issuers.values()
     }
+
+    /// A copy with `iss`'s keys replaced; unchanged when `iss` is not trusted.
+    pub fn with_keys(&self, iss: &str, keys: KeyState) -> Trust {
+        let mut next = self.clone();
+        if let Some(issuer) = next.issuers.get_mut(iss) {
+            issuer.keys = keys;
+        }
+        next
+    }
 }
 
 /// What one call adds to the configured policy: it can only narrow it.

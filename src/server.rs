@@ -1,6 +1,10 @@
-//! Assembles the running service: loads each issuer's keys into a [`Trust`]
-//! snapshot, and serves Verify, grpc.health.v1 and server reflection (v1 and
-//! v1alpha, since grpcurl 1.8 and ghz still speak v1alpha) on one port.
+//! Assembles the running service: Verify over the key [`Registry`],
+//! grpc.health.v1 and server reflection (v1 and v1alpha, since grpcurl 1.8
+//! and ghz still speak v1alpha) on one port.
+//!
+//! Health for `jwtd.v1.VerifierService` is NOT_SERVING until every issuer has
+//! loaded keys once (with `startup = "wait"`), so a mesh does not route to a
+//! replica that would answer KEYS_UNAVAILABLE; `""` reports the process.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,40 +14,14 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
 use crate::clock::Clock;
-use crate::config::{Config, ConfigError, KeySource, Limits};
+use crate::config::Limits;
 use crate::grpc::VerifierApi;
-use crate::keys::{KeySet, Refused};
 use crate::pb;
 use crate::pb::verifier_service_server::VerifierServiceServer;
-use crate::policy::{KeyState, Trust, TrustedIssuer};
+use crate::registry::Registry;
 
 /// The full gRPC name of the Verify service, as health checks ask for it.
 pub const SERVICE_NAME: &str = "jwtd.v1.VerifierService";
-
-/// Loads every issuer's key set. Keys refused inside a set are returned for
-/// the log, with their issuer; a set refused whole is an error.
-pub fn load_trust(config: &Config) -> Result<(Trust, Vec<(String, Refused)>), ConfigError> {
-    let mut refused_all = Vec::new();
-    let mut issuers = Vec::with_capacity(config.issuers.len());
-    for (index, issuer) in config.issuers.iter().enumerate() {
-        let KeySource::File(path) = &issuer.source;
-        let (set, refused) = KeySet::load_file(path).map_err(|error| ConfigError::Keys {
-            index,
-            issuer: issuer.policy.issuer().to_owned(),
-            error,
-        })?;
-        let name = issuer.policy.issuer().to_owned();
-        refused_all.extend(refused.into_iter().map(|r| (name.clone(), r)));
-        issuers.push(TrustedIssuer {
-            policy: Arc::new(issuer.policy.clone()),
-            keys: KeyState::Loaded(Arc::new(set)),
-        });
-    }
-    Ok((
-        Trust::new(issuers, config.limits.max_token_bytes),
-        refused_all,
-    ))
-}
 
 /// The largest Verify request jwtd decodes: a full batch of the longest
 /// tokens plus room for the audiences and framing. tonic's 4 MiB default
@@ -59,16 +37,27 @@ pub fn max_request_bytes(limits: &Limits) -> usize {
 /// Serves until `shutdown` completes, then drains in-flight calls.
 pub async fn serve(
     listener: TcpListener,
-    trust: Arc<Trust>,
-    limits: Limits,
+    registry: Arc<Registry>,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status("", ServingStatus::Serving).await;
     health
-        .set_serving::<VerifierServiceServer<VerifierApi>>()
+        .set_not_serving::<VerifierServiceServer<VerifierApi>>()
         .await;
+    let mut ready = registry.ready();
+    let health_task = tokio::spawn(async move {
+        // Ends when the registry (and so the sender) is dropped.
+        while ready.wait_for(|r| *r).await.is_ok() {
+            health
+                .set_serving::<VerifierServiceServer<VerifierApi>>()
+                .await;
+            tracing::info!("keys loaded for every issuer: {SERVICE_NAME} is SERVING");
+            break;
+        }
+    });
+    let limits = registry.snapshot().limits;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -81,10 +70,10 @@ pub async fn serve(
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
 
-    let verifier = VerifierServiceServer::new(VerifierApi::new(trust, limits, clock))
+    let verifier = VerifierServiceServer::new(VerifierApi::new(registry, clock))
         .max_decoding_message_size(max_request_bytes(&limits));
 
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -92,7 +81,9 @@ pub async fn serve(
         .add_service(verifier)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
-        .map_err(|e| ServeError::Transport(e.to_string()))
+        .map_err(|e| ServeError::Transport(e.to_string()));
+    health_task.abort();
+    served
 }
 
 /// Why serving stopped with an error.

@@ -64,8 +64,12 @@ pub enum Rejection {
     #[error("keys for issuer {0} are not available yet")]
     KeysUnavailable(String),
     /// The `kid` is not in the issuer's key set.
-    #[error("kid not found in the issuer's key set")]
-    UnknownKid,
+    #[error("kid not found in the key set of {issuer}")]
+    UnknownKid {
+        /// The (configured) issuer whose set lacks the kid: the adapter
+        /// refreshes that issuer's keys and tries once more.
+        issuer: String,
+    },
     /// The key named by `kid` cannot verify this algorithm.
     #[error("key {kid} does not verify {alg}")]
     KeyAlgorithmMismatch {
@@ -194,7 +198,12 @@ pub fn verify(
     let KeyState::Loaded(keys) = &issuer.keys else {
         return Err(Rejection::KeysUnavailable(policy.issuer().to_owned()));
     };
-    check_signature(&compact, alg, keys)?;
+    check_signature(&compact, alg, keys).map_err(|r| match r {
+        Rejection::UnknownKid { .. } => Rejection::UnknownKid {
+            issuer: policy.issuer().to_owned(),
+        },
+        other => other,
+    })?;
 
     check_claims(&claims, policy, narrowing, now)?;
     let jose::Compact {
@@ -240,7 +249,9 @@ fn check_signature(
     };
     match compact.header.kid.as_deref() {
         Some(kid) => {
-            let key = keys.by_kid(kid).ok_or(Rejection::UnknownKid)?;
+            let key = keys.by_kid(kid).ok_or_else(|| Rejection::UnknownKid {
+                issuer: String::new(),
+            })?;
             if !key.fits(alg) {
                 return Err(Rejection::KeyAlgorithmMismatch {
                     kid: kid.to_owned(),
@@ -518,7 +529,7 @@ mod tests {
     #[test]
     fn unknown_kid_and_key_that_does_not_fit() {
         let t = sign(r#"{"alg":"HS256","kid":"nope"}"#, &claims(""));
-        assert_eq!(check(&t), Err(Rejection::UnknownKid));
+        assert_eq!(check(&t), Err(Rejection::UnknownKid { issuer: ISS.into() }));
         // k2 is pinned to HS384.
         let t = sign(r#"{"alg":"HS256","kid":"k2"}"#, &claims(""));
         assert_eq!(

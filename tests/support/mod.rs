@@ -170,8 +170,7 @@ impl Server {
         let task = tokio::spawn(async move {
             jwtd::server::serve(
                 listener,
-                Arc::new(trust),
-                limits,
+                jwtd::registry::Registry::fixed(trust, limits),
                 Arc::new(FixedClock(now())),
                 async {
                     let _ = stopped.await;

@@ -35,6 +35,8 @@ use serde_json::{Map, Value};
 use crate::jose::{Algorithm, B64};
 use crate::json;
 
+pub mod fetch;
+
 /// Upper bound on the number of keys in one set, so a hostile or broken JWKS
 /// cannot make jwtd parse (and hold) an unbounded number of keys.
 pub const MAX_KEYS_PER_SET: usize = 256;

@@ -48,13 +48,12 @@ pub async fn serve(
         .await;
     let mut ready = registry.ready();
     let health_task = tokio::spawn(async move {
-        // Ends when the registry (and so the sender) is dropped.
-        while ready.wait_for(|r| *r).await.is_ok() {
+        // Readiness only ever flips to true; an error means the registry is gone.
+        if ready.wait_for(|r| *r).await.is_ok() {
             health
                 .set_serving::<VerifierServiceServer<VerifierApi>>()
                 .await;
             tracing::info!("keys loaded for every issuer: {SERVICE_NAME} is SERVING");
-            break;
         }
     });
     let limits = registry.snapshot().limits;

@@ -152,59 +152,118 @@ fn mint_refuses_an_algorithm_that_does_not_fit_the_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("ES256 does not fit"));
 }
 
-#[tokio::test]
-async fn serves_the_dev_config_and_stops_on_sigterm() {
-    let dev = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dev/jwtd.dev.toml"))
-        .expect("dev config");
-    let jwks = concat!(env!("CARGO_MANIFEST_DIR"), "/dev/jwks.dev.json");
-    let config = dev
-        .replace("127.0.0.1:50051", "127.0.0.1:0")
-        .replace("\"jwks.dev.json\"", &format!("{jwks:?}"));
-    let path = scratch("serve.toml", &config);
-    let mut child = Running(
-        jwtd()
+/// A running `jwtd` with its stderr lines forwarded to a channel.
+struct Served {
+    child: Running,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Served {
+    fn start(config: &std::path::Path) -> Served {
+        let mut child = jwtd()
             .arg("--config")
-            .arg(&path)
+            .arg(config)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("starts"),
-    );
-    let child = &mut child.0;
-
-    // The ready line names the address; wait for it (bounded by the child
-    // exiting, which closes stderr).
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("jwtd exited before it was ready")
-            .expect("utf8 log line");
-        if line.contains("jwtd ready") {
-            let at = line.find("addr=").expect("ready line names the address") + 5;
-            break line[at..]
-                .split_whitespace()
-                .next()
-                .expect("addr")
-                .to_owned();
+            .expect("starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Served {
+            child: Running(child),
+            lines,
+            seen: Vec::new(),
         }
-    };
+    }
 
-    let token = mint_dev_token(&["--claim", "scope=\"read\""]);
+    /// The first log line containing `needle`, waiting up to 20 s.
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no log line with {needle:?}; saw {:#?}", self.seen),
+            }
+        }
+    }
+
+    fn address(&mut self) -> String {
+        let line = self.wait_for("jwtd ready");
+        let at = line.find("addr=").expect("ready line names the address") + 5;
+        line[at..]
+            .split_whitespace()
+            .next()
+            .expect("addr")
+            .to_owned()
+    }
+
+    fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.0.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+    }
+
+    async fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.0.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "jwtd did not exit");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The dev config on an ephemeral port, with absolute key paths.
+fn dev_config_text() -> String {
+    let dev = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dev/jwtd.dev.toml"))
+        .expect("dev config");
+    let jwks = concat!(env!("CARGO_MANIFEST_DIR"), "/dev/jwks.dev.json");
+    dev.replace("127.0.0.1:50051", "127.0.0.1:0")
+        .replace("\"jwks.dev.json\"", &format!("{jwks:?}"))
+}
+
+async fn verify(addr: &str, tokens: Vec<String>) -> Vec<jwtd::pb::VerifyResult> {
     let mut client = VerifierServiceClient::connect(format!("http://{addr}"))
         .await
         .expect("connects");
-    let results = client
+    client
         .verify(VerifyRequest {
-            tokens: vec![token, mint_dev_token(&["--ttl", "-3600"])],
+            tokens,
             ..VerifyRequest::default()
         })
         .await
         .expect("verifies")
         .into_inner()
-        .results;
+        .results
+}
+
+#[tokio::test]
+async fn serves_the_dev_config_and_stops_on_sigterm() {
+    let path = scratch("serve.toml", &dev_config_text());
+    let mut served = Served::start(&path);
+    let addr = served.address();
+
+    let token = mint_dev_token(&["--claim", "scope=\"read\""]);
+    let results = verify(&addr, vec![token, mint_dev_token(&["--ttl", "-3600"])]).await;
     assert_eq!(
         results[0].status,
         Status::Valid as i32,
@@ -216,26 +275,76 @@ async fn serves_the_dev_config_and_stops_on_sigterm() {
             .expect("json");
     assert_eq!(payload["scope"], "read");
     assert_eq!(results[1].status, Status::Expired as i32);
-    drop(client);
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
-    // Bounded wait for the exit.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "jwtd did not stop on SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    served.signal("TERM");
+    let status = served.wait_exit().await;
     assert!(status.success(), "exit status {status:?}");
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(rest.iter().any(|l| l.contains("jwtd stopped")), "{rest:?}");
+    served.wait_for("jwtd stopped");
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_config_and_keeps_it_when_the_new_one_is_bad() {
+    let path = scratch("reload.toml", &dev_config_text());
+    let mut served = Served::start(&path);
+    let addr = served.address();
+    let hmac = independent_hmac_token();
+    let dev = mint_dev_token(&[]);
+    let statuses = |results: Vec<jwtd::pb::VerifyResult>| -> Vec<i32> {
+        results.iter().map(|r| r.status).collect()
+    };
+    assert_eq!(
+        statuses(verify(&addr, vec![dev.clone(), hmac.clone()]).await),
+        [Status::Valid as i32, Status::IssuerNotTrusted as i32]
+    );
+
+    let hmac_jwks = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/keys/jwks-hmac.json"
+    );
+    let added = format!(
+        "{}\n[[issuers]]\nissuer = \"https://hmac.test\"\njwks_file = {hmac_jwks:?}\nrequire_exp = false\n",
+        dev_config_text()
+    );
+    std::fs::write(&path, added).expect("rewrite config");
+    served.signal("HUP");
+    served.wait_for("config reloaded");
+    assert_eq!(
+        statuses(verify(&addr, vec![dev.clone(), hmac.clone()]).await),
+        [Status::Valid as i32, Status::Valid as i32]
+    );
+
+    std::fs::write(&path, "this is = not [valid toml").expect("rewrite config");
+    served.signal("HUP");
+    served.wait_for("config reload rejected");
+    assert_eq!(
+        statuses(verify(&addr, vec![dev, hmac]).await),
+        [Status::Valid as i32, Status::Valid as i32],
+        "the running config stays"
+    );
+    served.signal("TERM");
+    assert!(served.wait_exit().await.success());
+}
+
+/// An HS256 token for https://hmac.test, signed with the jsonwebtoken crate.
+fn independent_hmac_token() -> String {
+    use base64::Engine as _;
+    let jwks: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/keys/jwks-hmac.json"
+        ))
+        .expect("hmac jwks"),
+    )
+    .expect("json");
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(jwks["keys"][0]["k"].as_str().expect("k"))
+        .expect("base64url");
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some("hs".into());
+    jsonwebtoken::encode(
+        &header,
+        &serde_json::json!({ "iss": "https://hmac.test", "sub": "bob" }),
+        &jsonwebtoken::EncodingKey::from_secret(&secret).expect("hmac key"),
+    )
+    .expect("signs")
 }

@@ -162,20 +162,19 @@ pub struct Server {
 
 impl Server {
     pub async fn start(trust: Trust, limits: Limits) -> Server {
+        Self::start_registry(jwtd::registry::Registry::fixed(trust, limits)).await
+    }
+
+    pub async fn start_registry(registry: Arc<jwtd::registry::Registry>) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind ephemeral port");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            jwtd::server::serve(
-                listener,
-                jwtd::registry::Registry::fixed(trust, limits),
-                Arc::new(FixedClock(now())),
-                async {
-                    let _ = stopped.await;
-                },
-            )
+            jwtd::server::serve(listener, registry, Arc::new(FixedClock(now())), async {
+                let _ = stopped.await;
+            })
             .await
             .expect("server runs");
         });

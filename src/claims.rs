@@ -57,6 +57,12 @@ impl Claims {
         })
     }
 
+    /// Heap bytes held by the remembered member names.
+    pub fn heap_bytes_of_names(&self) -> usize {
+        self.present.capacity() * std::mem::size_of::<String>()
+            + self.present.iter().map(String::capacity).sum::<usize>()
+    }
+
     /// True when the payload has a top-level member `name` that is not `null`.
     pub fn has(&self, name: &str) -> bool {
         self.present.iter().any(|n| n == name)

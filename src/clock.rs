@@ -35,3 +35,25 @@ impl Clock for FixedClock {
         self.0
     }
 }
+
+/// A clock the test moves by hand.
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    /// A clock reading `now`.
+    pub fn new(now: UnixTime) -> Self {
+        Self(std::sync::atomic::AtomicI64::new(now.0))
+    }
+
+    /// Sets the time.
+    pub fn set(&self, now: UnixTime) {
+        self.0.store(now.0, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> UnixTime {
+        UnixTime(self.0.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}

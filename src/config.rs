@@ -8,6 +8,13 @@
 //! [limits]
 //! max_batch = 1024
 //! max_token_bytes = 8192
+//! [cache]
+//! memo_entries = 100000          # 0 turns the memo off
+//! memo_max_bytes = 268435456
+//! memo_max_ttl_seconds = 300
+//! negative_entries = 10000
+//! negative_ttl_seconds = 30
+//! threads = 0                    # verification threads; 0 = one per core
 //! [fetch]
 //! connect_timeout_seconds = 5
 //! timeout_seconds = 10
@@ -40,6 +47,7 @@ use std::time::Duration;
 use reqwest::Url;
 use serde::Deserialize;
 
+use crate::engine::EngineConfig;
 use crate::jose::{Algorithm, AlgorithmSet};
 use crate::keys::KeySetError;
 use crate::keys::fetch::FetchLimits;
@@ -106,7 +114,20 @@ struct RawConfig {
     #[serde(default)]
     fetch: RawFetch,
     #[serde(default)]
+    cache: RawCache,
+    #[serde(default)]
     issuers: Vec<RawIssuer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    memo_entries: Option<usize>,
+    memo_max_bytes: Option<usize>,
+    memo_max_ttl_seconds: Option<i64>,
+    negative_entries: Option<usize>,
+    negative_ttl_seconds: Option<i64>,
+    threads: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +237,8 @@ pub struct Config {
     pub limits: Limits,
     /// Bounds on key fetches.
     pub fetch: FetchLimits,
+    /// Memo and verification pool (read at start; a reload keeps them).
+    pub cache: EngineConfig,
     /// Trusted issuers, in file order.
     pub issuers: Vec<IssuerConfig>,
 }
@@ -321,6 +344,61 @@ fn build_and_validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError
         return Err(invalid(
             "fetch.max_redirects",
             format!("{} is over 10", fetch.max_redirects),
+        ));
+    }
+
+    let defaults = EngineConfig::default();
+    let cache = EngineConfig {
+        memo_entries: raw.cache.memo_entries.unwrap_or(defaults.memo_entries),
+        memo_max_bytes: raw.cache.memo_max_bytes.unwrap_or(defaults.memo_max_bytes),
+        memo_max_ttl_seconds: raw
+            .cache
+            .memo_max_ttl_seconds
+            .unwrap_or(defaults.memo_max_ttl_seconds),
+        negative_entries: raw
+            .cache
+            .negative_entries
+            .unwrap_or(defaults.negative_entries),
+        negative_ttl_seconds: raw
+            .cache
+            .negative_ttl_seconds
+            .unwrap_or(defaults.negative_ttl_seconds),
+        threads: raw.cache.threads.unwrap_or(defaults.threads),
+    };
+    for (key, value, range) in [
+        (
+            "cache.memo_entries",
+            cache.memo_entries as i64,
+            0..=100_000_000,
+        ),
+        (
+            "cache.negative_entries",
+            cache.negative_entries as i64,
+            0..=10_000_000,
+        ),
+        (
+            "cache.memo_max_ttl_seconds",
+            cache.memo_max_ttl_seconds,
+            1..=86_400,
+        ),
+        (
+            "cache.negative_ttl_seconds",
+            cache.negative_ttl_seconds,
+            1..=3_600,
+        ),
+        ("cache.threads", cache.threads as i64, 0..=1024),
+    ] {
+        if !range.contains(&value) {
+            return Err(invalid(
+                key,
+                format!("{value} is outside {}..={}", range.start(), range.end()),
+            ));
+        }
+    }
+    if cache.memo_max_bytes < 1024 * 1024 {
+        return Err(invalid(
+            "cache.memo_max_bytes",
+            format!("{} is under 1 MiB", cache.memo_max_bytes),
         ));
     }
 
@@ -454,6 +532,7 @@ fn build_and_validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError
             max_token_bytes,
         },
         fetch,
+        cache,
         issuers,
     })
 }
@@ -529,6 +608,9 @@ mod tests {
         assert_eq!(issuer.policy.algorithms(), AlgorithmSet::all());
         assert_eq!(c.startup, Startup::Wait);
         assert_eq!(c.fetch, FetchLimits::default());
+        assert_eq!(c.cache, EngineConfig::default());
+        assert_eq!(c.cache.memo_entries, 100_000);
+        assert_eq!(c.cache.memo_max_ttl_seconds, 300);
         assert_eq!(
             issuer.refresh.refresh,
             Duration::from_secs(5),
@@ -671,6 +753,9 @@ mod tests {
 
         let (key, _) = invalid_key(&format!("{MINIMAL}refresh_seconds = 0"));
         assert_eq!(key, "issuers[0].refresh_seconds");
+
+        let (key, _) = invalid_key(&format!("[cache]\nmemo_max_ttl_seconds = 0\n{MINIMAL}"));
+        assert_eq!(key, "cache.memo_max_ttl_seconds");
 
         let (key, _) = invalid_key(&format!("startup = \"later\"\n{MINIMAL}"));
         assert_eq!(key, "startup");

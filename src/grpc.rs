@@ -6,24 +6,19 @@
 //! unreasonable request audiences. Everything about a single token is a
 //! per-token `VerifyResult`.
 //!
-//! Signature checks are CPU work, so a batch runs on tokio's blocking pool,
-//! never on the reactor threads that serve other connections.
-//!
-//! Tokens whose kid their issuer's set lacks trigger that issuer's
-//! (rate-limited, single-flight) refresh; the call waits for it up to the
-//! issuer's `kid_miss_wait_ms` and verifies those tokens once more against the
-//! new snapshot, so a key published a moment ago is VALID, not UNKNOWN_KEY.
+//! The batch itself (memo, CPU pool, unknown-kid refresh) is the engine's;
+//! this adapter validates the call, renders each outcome, and cancels the
+//! engine's work when the RPC is dropped.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::clock::Clock;
+use crate::engine::{CancelToken, Engine, EngineError};
 use crate::pb;
-use crate::policy::{Narrowing, Trust};
-use crate::registry::{Registry, Snapshot};
-use crate::verify::{self, Rejection, UnixTime, Verified};
+use crate::policy::Narrowing;
+use crate::registry::Snapshot;
+use crate::verify::{Rejection, Verified};
 
 /// Most audiences one request may name.
 pub const MAX_REQUEST_AUDIENCES: usize = 64;
@@ -32,17 +27,13 @@ pub const MAX_REQUEST_VALUE_BYTES: usize = 1024;
 
 /// The `jwtd.v1.VerifierService` implementation.
 pub struct VerifierApi {
-    registry: Arc<Registry>,
-    clock: Arc<dyn Clock>,
+    engine: Arc<Engine>,
 }
 
-type Outcome = Result<Verified, Rejection>;
-
 impl VerifierApi {
-    /// A service verifying against the registry's current keys, with the
-    /// time from `clock`.
-    pub fn new(registry: Arc<Registry>, clock: Arc<dyn Clock>) -> Self {
-        Self { registry, clock }
+    /// A service verifying through `engine`.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
     }
 
     /// Checks the whole-call rules and returns what the call narrows.
@@ -97,91 +88,30 @@ impl pb::verifier_service_server::VerifierService for VerifierApi {
         request: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
         let request = request.into_inner();
-        let snapshot = self.registry.snapshot();
-        let narrowing = Arc::new(Self::narrowing(&snapshot, &request)?);
+        let narrowing = Self::narrowing(&self.engine.registry().snapshot(), &request)?;
         if request.tokens.is_empty() {
             return Ok(Response::new(pb::VerifyResponse::default()));
         }
-        let tokens = Arc::new(request.tokens);
-        let now = self.clock.now();
-        let all: Vec<usize> = (0..tokens.len()).collect();
-        let mut outcomes = verify_on_pool(&snapshot, &tokens, &narrowing, now, all).await?;
-
-        let missed: BTreeSet<String> = outcomes
-            .iter()
-            .filter_map(|o| match o {
-                Err(Rejection::UnknownKid { issuer }) => Some(issuer.clone()),
-                _ => None,
-            })
-            .collect();
-        if !missed.is_empty() {
-            let refreshed = self.refresh_for_kid_misses(missed).await;
-            let retry: Vec<usize> = outcomes
-                .iter()
-                .enumerate()
-                .filter(|(_, o)| {
-                    matches!(o, Err(Rejection::UnknownKid { issuer }) if refreshed.contains(issuer))
-                })
-                .map(|(i, _)| i)
-                .collect();
-            if !retry.is_empty() {
-                let snapshot = self.registry.snapshot();
-                let again =
-                    verify_on_pool(&snapshot, &tokens, &narrowing, now, retry.clone()).await?;
-                for (i, outcome) in retry.into_iter().zip(again) {
-                    outcomes[i] = outcome;
-                }
-            }
-        }
-        let results = outcomes.into_iter().map(result_of).collect();
+        // Dropped with this future (deadline passed, caller gone): the pool
+        // then skips the rest of the batch.
+        let cancel = CancelToken::default();
+        let guard = cancel.guard();
+        let results = self
+            .engine
+            .verify_batch(
+                Arc::new(request.tokens),
+                Arc::new(narrowing),
+                cancel,
+                result_of,
+            )
+            .await
+            .map_err(|e| match e {
+                EngineError::Cancelled => Status::cancelled("the call was cancelled"),
+                other => Status::internal(other.to_string()),
+            })?;
+        guard.disarm();
         Ok(Response::new(pb::VerifyResponse { results }))
     }
-}
-
-impl VerifierApi {
-    /// Asks each issuer in `missed` for a refresh, concurrently, and returns
-    /// those whose refresh completed in time.
-    async fn refresh_for_kid_misses(&self, missed: BTreeSet<String>) -> BTreeSet<String> {
-        let mut waits = tokio::task::JoinSet::new();
-        for issuer in missed {
-            let registry = Arc::clone(&self.registry);
-            waits.spawn(async move {
-                let refreshed = registry.kid_miss(&issuer).await;
-                (issuer, refreshed)
-            });
-        }
-        let mut refreshed = BTreeSet::new();
-        while let Some(joined) = waits.join_next().await {
-            if let Ok((issuer, true)) = joined {
-                refreshed.insert(issuer);
-            }
-        }
-        refreshed
-    }
-}
-
-/// Verifies the tokens at `indices` on the blocking pool.
-async fn verify_on_pool(
-    snapshot: &Arc<Snapshot>,
-    tokens: &Arc<Vec<String>>,
-    narrowing: &Arc<Narrowing>,
-    now: UnixTime,
-    indices: Vec<usize>,
-) -> Result<Vec<Outcome>, Status> {
-    let (snapshot, tokens, narrowing) = (
-        Arc::clone(snapshot),
-        Arc::clone(tokens),
-        Arc::clone(narrowing),
-    );
-    tokio::task::spawn_blocking(move || {
-        let trust: &Trust = &snapshot.trust;
-        indices
-            .into_iter()
-            .map(|i| verify::verify(&tokens[i], trust, &narrowing, now))
-            .collect()
-    })
-    .await
-    .map_err(|e| Status::internal(format!("verification task failed: {e}")))
 }
 
 /// The wire status of a rejection. Every variant is mapped here and nowhere else.
@@ -209,34 +139,34 @@ pub fn status_of(rejection: &Rejection) -> pb::Status {
     }
 }
 
-/// One token's wire result.
-pub fn result_of(outcome: Outcome) -> pb::VerifyResult {
+/// One token's wire result; `cached` when the expensive work came from the memo.
+pub fn result_of(outcome: Result<Verified<'_>, &Rejection>, cached: bool) -> pb::VerifyResult {
     match outcome {
         Ok(verified) => {
-            let (claims, algorithm, kid, payload) = verified.into_parts();
+            let claims = verified.claims();
             pb::VerifyResult {
                 status: pb::Status::Valid.into(),
                 reason: String::new(),
                 claims: Some(pb::Claims {
-                    issuer: claims.iss.unwrap_or_default(),
-                    subject: claims.sub.unwrap_or_default(),
-                    audiences: claims.aud.unwrap_or_default(),
+                    issuer: claims.iss.clone().unwrap_or_default(),
+                    subject: claims.sub.clone().unwrap_or_default(),
+                    audiences: claims.aud.clone().unwrap_or_default(),
                     expires_at: claims.exp.unwrap_or_default(),
                     not_before: claims.nbf.unwrap_or_default(),
                     issued_at: claims.iat.unwrap_or_default(),
-                    jwt_id: claims.jti.unwrap_or_default(),
-                    key_id: kid.unwrap_or_default(),
-                    algorithm: algorithm.name().to_owned(),
-                    payload_json: payload,
+                    jwt_id: claims.jti.clone().unwrap_or_default(),
+                    key_id: verified.kid().unwrap_or_default().to_owned(),
+                    algorithm: verified.algorithm().name().to_owned(),
+                    payload_json: verified.payload().to_vec(),
                 }),
-                cached: false,
+                cached,
             }
         }
         Err(rejection) => pb::VerifyResult {
-            status: status_of(&rejection).into(),
+            status: status_of(rejection).into(),
             reason: rejection.to_string(),
             claims: None,
-            cached: false,
+            cached,
         },
     }
 }
@@ -302,7 +232,7 @@ mod tests {
         ];
         for (rejection, want) in cases {
             assert_eq!(status_of(&rejection), want, "{rejection:?}");
-            let result = result_of(Err(rejection.clone()));
+            let result = result_of(Err(&rejection), false);
             assert_eq!(result.status, i32::from(want));
             assert_eq!(result.reason, rejection.to_string());
             assert!(result.claims.is_none() && !result.cached);

@@ -10,10 +10,12 @@
 pub mod claims;
 pub mod clock;
 pub mod config;
+pub mod engine;
 pub mod grpc;
 pub mod jose;
 mod json;
 pub mod keys;
+pub mod memo;
 pub mod mint;
 pub mod policy;
 pub mod registry;

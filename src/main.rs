@@ -9,6 +9,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use jwtd::clock::{Clock as _, SystemClock};
 use jwtd::config::Config;
+use jwtd::engine::Engine;
 use jwtd::jose::Algorithm;
 use jwtd::mint::Signer;
 use jwtd::policy::{KeyState, TrustedIssuer};
@@ -157,7 +158,8 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
     // In-flight calls get DRAIN_LIMIT to finish after the signal; clients
     // that keep idle connections open cannot hold the process past it.
     let (signalled, mut drain) = tokio::sync::watch::channel(false);
-    let serving = server::serve(listener, registry, Arc::new(SystemClock), async move {
+    let engine = Arc::new(Engine::new(registry, Arc::new(SystemClock), config.cache)?);
+    let serving = server::serve(listener, engine, async move {
         shutdown_signal().await;
         let _ = signalled.send(true);
     });

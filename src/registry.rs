@@ -318,6 +318,14 @@ impl Registry {
         }
     }
 
+    /// The issuer's current key set, if loaded.
+    fn keys_of(&self, issuer: &str) -> Option<Arc<KeySet>> {
+        match &self.snapshot().trust.issuer(issuer)?.keys {
+            KeyState::Loaded(set) => Some(Arc::clone(set)),
+            KeyState::Unavailable => None,
+        }
+    }
+
     /// Publishes `keys` for the slot's issuer, unless a reload replaced the slot.
     fn publish(&self, slot: &Arc<Slot>, keys: KeyState) {
         let slots = lock(&self.slots);
@@ -472,7 +480,10 @@ async fn run(registry: Weak<Registry>, slot: Arc<Slot>, fetcher: Option<Fetcher>
         };
         wait = match outcome {
             Ok(Loaded::Unchanged) => next_interval(&policy, None, true),
-            Ok(Loaded::Set(set, refused, max_age)) => {
+            Ok(Loaded::Set(mut set, refused, max_age)) => {
+                if let Some(previous) = registry.keys_of(&slot.issuer) {
+                    set.adopt(&previous);
+                }
                 for r in &refused {
                     tracing::warn!(issuer = %slot.issuer, "refused {r}");
                 }

@@ -13,12 +13,11 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
-use crate::clock::Clock;
 use crate::config::Limits;
+use crate::engine::Engine;
 use crate::grpc::VerifierApi;
 use crate::pb;
 use crate::pb::verifier_service_server::VerifierServiceServer;
-use crate::registry::Registry;
 
 /// The full gRPC name of the Verify service, as health checks ask for it.
 pub const SERVICE_NAME: &str = "jwtd.v1.VerifierService";
@@ -37,10 +36,10 @@ pub fn max_request_bytes(limits: &Limits) -> usize {
 /// Serves until `shutdown` completes, then drains in-flight calls.
 pub async fn serve(
     listener: TcpListener,
-    registry: Arc<Registry>,
-    clock: Arc<dyn Clock>,
+    engine: Arc<Engine>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    let registry = Arc::clone(engine.registry());
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status("", ServingStatus::Serving).await;
     health
@@ -69,7 +68,7 @@ pub async fn serve(
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
 
-    let verifier = VerifierServiceServer::new(VerifierApi::new(registry, clock))
+    let verifier = VerifierServiceServer::new(VerifierApi::new(engine))
         .max_decoding_message_size(max_request_bytes(&limits));
 
     let served = tonic::transport::Server::builder()

@@ -13,6 +13,8 @@
 //! keys that fit its algorithm, in JWK Set order, so a kid-less flood costs a
 //! bounded number of signature checks per token.
 
+use std::sync::Arc;
+
 use crate::claims::Claims;
 use crate::jose::{self, Algorithm, Malformed};
 use crate::keys::{Key, KeySet};
@@ -136,16 +138,21 @@ impl std::fmt::Display for AudienceSide {
     }
 }
 
-/// A token that passed every check. Only [`verify`] can build one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verified {
+/// The expensive, time-independent part of a verification: a token whose
+/// structure, algorithm, issuer, key and signature checked out, with its
+/// parsed claims. Only this module builds one; the memo stores them. It says
+/// nothing about time or audiences: [`admit`] checks those, on every use.
+#[derive(Debug)]
+pub struct Authenticated {
     claims: Claims,
     algorithm: Algorithm,
     kid: Option<String>,
     payload: Vec<u8>,
+    policy: Arc<IssuerPolicy>,
+    key: Arc<Key>,
 }
 
-impl Verified {
+impl Authenticated {
     /// The parsed claims.
     pub fn claims(&self) -> &Claims {
         &self.claims
@@ -162,9 +169,121 @@ impl Verified {
     pub fn payload(&self) -> &[u8] {
         &self.payload
     }
-    /// Moves the payload out, for the wire.
-    pub fn into_parts(self) -> (Claims, Algorithm, Option<String>, Vec<u8>) {
-        (self.claims, self.algorithm, self.kid, self.payload)
+    /// The issuer policy the token was checked under.
+    pub fn policy(&self) -> &Arc<IssuerPolicy> {
+        &self.policy
+    }
+
+    /// True while `trust` still vouches for this result: the issuer is still
+    /// trusted under the very same policy, and the key that verified the
+    /// signature is still in its current key set. A refresh that keeps a key
+    /// keeps its identity (`KeySet::adopt`), so memoized results survive
+    /// routine refreshes but not a removed key or a changed config.
+    pub fn is_current(&self, trust: &Trust) -> bool {
+        let Some(issuer) = trust.issuer(self.policy.issuer()) else {
+            return false;
+        };
+        if !Arc::ptr_eq(&issuer.policy, &self.policy) {
+            return false;
+        }
+        let KeyState::Loaded(keys) = &issuer.keys else {
+            return false;
+        };
+        match &self.kid {
+            Some(kid) => keys.by_kid(kid).is_some_and(|k| Arc::ptr_eq(k, &self.key)),
+            None => keys.keys().iter().any(|k| Arc::ptr_eq(k, &self.key)),
+        }
+    }
+
+    /// Heap bytes this result holds (for the memo's byte bound).
+    pub fn heap_bytes(&self) -> usize {
+        let c = &self.claims;
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        self.payload.capacity()
+            + opt(&self.kid)
+            + opt(&c.iss)
+            + opt(&c.sub)
+            + opt(&c.jti)
+            + c.aud.as_ref().map_or(0, |a| {
+                a.capacity() * std::mem::size_of::<String>()
+                    + a.iter().map(String::capacity).sum::<usize>()
+            })
+            + c.heap_bytes_of_names()
+    }
+}
+
+/// Proof that a token passed every check, borrowed from its [`Authenticated`]
+/// result. Only [`admit`] builds one.
+#[derive(Debug, Clone, Copy)]
+pub struct Verified<'a> {
+    auth: &'a Authenticated,
+}
+
+impl<'a> Verified<'a> {
+    /// The authenticated result behind the proof.
+    pub fn authenticated(&self) -> &'a Authenticated {
+        self.auth
+    }
+    /// The parsed claims.
+    pub fn claims(&self) -> &'a Claims {
+        &self.auth.claims
+    }
+    /// The algorithm that verified.
+    pub fn algorithm(&self) -> Algorithm {
+        self.auth.algorithm
+    }
+    /// The header's kid, if any.
+    pub fn kid(&self) -> Option<&'a str> {
+        self.auth.kid.as_deref()
+    }
+    /// The payload bytes exactly as signed.
+    pub fn payload(&self) -> &'a [u8] {
+        &self.auth.payload
+    }
+}
+
+/// An owned [`Verified`]: what [`verify`] returns.
+#[derive(Debug, Clone)]
+pub struct VerifiedToken {
+    auth: Arc<Authenticated>,
+}
+
+impl PartialEq for VerifiedToken {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (&self.auth, &other.auth);
+        a.claims == b.claims
+            && a.algorithm == b.algorithm
+            && a.kid == b.kid
+            && a.payload == b.payload
+            && Arc::ptr_eq(&a.policy, &b.policy)
+            && Arc::ptr_eq(&a.key, &b.key)
+    }
+}
+
+impl VerifiedToken {
+    /// The proof, borrowed.
+    pub fn get(&self) -> Verified<'_> {
+        Verified { auth: &self.auth }
+    }
+    /// The shared authenticated result (to memoize it).
+    pub fn authenticated(&self) -> &Arc<Authenticated> {
+        &self.auth
+    }
+    /// The parsed claims.
+    pub fn claims(&self) -> &Claims {
+        &self.auth.claims
+    }
+    /// The algorithm that verified.
+    pub fn algorithm(&self) -> Algorithm {
+        self.auth.algorithm
+    }
+    /// The header's kid, if any.
+    pub fn kid(&self) -> Option<&str> {
+        self.auth.kid.as_deref()
+    }
+    /// The payload bytes exactly as signed.
+    pub fn payload(&self) -> &[u8] {
+        &self.auth.payload
     }
 }
 
@@ -174,47 +293,162 @@ pub fn verify(
     trust: &Trust,
     narrowing: &Narrowing,
     now: UnixTime,
-) -> Result<Verified, Rejection> {
+) -> Result<VerifiedToken, Rejection> {
+    let auth = Arc::new(authenticate(token, trust, narrowing)?);
+    admit(&auth, narrowing, now)?;
+    Ok(VerifiedToken { auth })
+}
+
+/// The expensive part of [`verify`]: size, structure, algorithm, issuer (and
+/// the call's issuer filter), allowlist, key and signature.
+pub fn authenticate(
+    token: &str,
+    trust: &Trust,
+    narrowing: &Narrowing,
+) -> Result<Authenticated, Rejection> {
+    authenticate_with_context(token, trust, narrowing).map_err(|f| f.rejection)
+}
+
+/// A rejection from [`authenticate_with_context`], with what it depended on.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// Why the token was rejected.
+    pub rejection: Rejection,
+    /// For BAD_SIGNATURE: the policy and key set it was checked against.
+    backing: Option<(Arc<IssuerPolicy>, Arc<KeySet>)>,
+}
+
+impl Failure {
+    /// The memoizable form of this rejection, when it cannot change while
+    /// what it depended on stays: MALFORMED always, BAD_SIGNATURE while the
+    /// issuer's policy and key set stay the same. Never UNKNOWN_KEY or
+    /// KEYS_UNAVAILABLE, which a refresh can change at any moment.
+    pub fn into_negative(self) -> Option<Negative> {
+        match (&self.rejection, self.backing) {
+            (Rejection::Malformed(_), _) => Some(Negative {
+                rejection: self.rejection,
+                backing: None,
+            }),
+            (Rejection::BadSignature, Some(backing)) => Some(Negative {
+                rejection: self.rejection,
+                backing: Some(backing),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A memoized rejection (see [`Failure::into_negative`]).
+#[derive(Debug)]
+pub struct Negative {
+    rejection: Rejection,
+    backing: Option<(Arc<IssuerPolicy>, Arc<KeySet>)>,
+}
+
+impl Negative {
+    /// The rejection this token gets now, or `None` when what it depended on
+    /// changed (the token must be checked again).
+    pub fn recheck(&self, trust: &Trust, narrowing: &Narrowing) -> Option<Rejection> {
+        let Some((policy, set)) = &self.backing else {
+            return Some(self.rejection.clone());
+        };
+        let issuer = trust.issuer(policy.issuer())?;
+        if !Arc::ptr_eq(&issuer.policy, policy) {
+            return None;
+        }
+        match &issuer.keys {
+            KeyState::Loaded(current) if Arc::ptr_eq(current, set) => {}
+            _ => return None,
+        }
+        Some(match check_requested_issuer(narrowing, policy.issuer()) {
+            Err(rejection) => rejection,
+            Ok(()) => self.rejection.clone(),
+        })
+    }
+}
+
+/// [`authenticate`], reporting for a rejection what it depended on.
+pub fn authenticate_with_context(
+    token: &str,
+    trust: &Trust,
+    narrowing: &Narrowing,
+) -> Result<Authenticated, Failure> {
+    let plain = |rejection| Failure {
+        rejection,
+        backing: None,
+    };
+
     if token.len() > trust.max_token_bytes() {
-        return Err(Rejection::TooLarge {
+        return Err(plain(Rejection::TooLarge {
             len: token.len(),
             max: trust.max_token_bytes(),
-        });
+        }));
     }
-    let compact = jose::parse_compact(token)?;
-    let claims = Claims::parse(&compact.payload)?;
-    let alg = algorithm(&compact.header.alg)?;
+    let compact = jose::parse_compact(token).map_err(|m| plain(m.into()))?;
+    let claims = Claims::parse(&compact.payload).map_err(|m| plain(m.into()))?;
+    let alg = algorithm(&compact.header.alg).map_err(plain)?;
 
-    let iss = claims.iss.as_deref().ok_or(Rejection::MissingIssuer)?;
-    let issuer = trust.issuer(iss).ok_or(Rejection::IssuerNotTrusted)?;
-    if narrowing.issuer.as_deref().is_some_and(|want| want != iss) {
-        return Err(Rejection::IssuerNotRequested);
-    }
+    let iss = claims
+        .iss
+        .as_deref()
+        .ok_or(Rejection::MissingIssuer)
+        .map_err(plain)?;
+    let issuer = trust
+        .issuer(iss)
+        .ok_or(Rejection::IssuerNotTrusted)
+        .map_err(plain)?;
+    check_requested_issuer(narrowing, iss).map_err(plain)?;
     let policy = &issuer.policy;
     if !policy.algorithms().contains(alg) {
-        return Err(Rejection::AlgorithmNotAllowed(alg));
+        return Err(plain(Rejection::AlgorithmNotAllowed(alg)));
     }
 
     let KeyState::Loaded(keys) = &issuer.keys else {
-        return Err(Rejection::KeysUnavailable(policy.issuer().to_owned()));
+        return Err(plain(Rejection::KeysUnavailable(
+            policy.issuer().to_owned(),
+        )));
     };
-    check_signature(&compact, alg, keys).map_err(|r| match r {
-        Rejection::UnknownKid { .. } => Rejection::UnknownKid {
+    let key = check_signature(&compact, alg, keys).map_err(|r| match r {
+        Rejection::UnknownKid { .. } => plain(Rejection::UnknownKid {
             issuer: policy.issuer().to_owned(),
+        }),
+        Rejection::BadSignature => Failure {
+            rejection: Rejection::BadSignature,
+            backing: Some((Arc::clone(policy), Arc::clone(keys))),
         },
-        other => other,
+        other => plain(other),
     })?;
-
-    check_claims(&claims, policy, narrowing, now)?;
     let jose::Compact {
         header, payload, ..
     } = compact;
-    Ok(Verified {
+    Ok(Authenticated {
         claims,
         algorithm: alg,
         kid: header.kid,
         payload,
+        policy: Arc::clone(policy),
+        key: Arc::clone(key),
     })
+}
+
+/// The cheap part of [`verify`], run on every use of an [`Authenticated`]
+/// result, fresh or memoized: the call's issuer filter, `exp`, `nbf`, the
+/// configured and requested audiences, and the required claims.
+pub fn admit<'a>(
+    auth: &'a Authenticated,
+    narrowing: &Narrowing,
+    now: UnixTime,
+) -> Result<Verified<'a>, Rejection> {
+    check_requested_issuer(narrowing, auth.policy.issuer())?;
+    check_claims(&auth.claims, &auth.policy, narrowing, now)?;
+    Ok(Verified { auth })
+}
+
+fn check_requested_issuer(narrowing: &Narrowing, iss: &str) -> Result<(), Rejection> {
+    if narrowing.issuer.as_deref().is_some_and(|want| want != iss) {
+        return Err(Rejection::IssuerNotRequested);
+    }
+    Ok(())
 }
 
 /// The JWS layer alone, for a payload that need not be a JWT: structure, a
@@ -238,11 +472,11 @@ fn algorithm(name: &str) -> Result<Algorithm, Rejection> {
 
 /// Finds the key (by kid, or among the first fitting keys when there is no
 /// kid) and checks the signature.
-fn check_signature(
+fn check_signature<'k>(
     compact: &jose::Compact<'_>,
     alg: Algorithm,
-    keys: &KeySet,
-) -> Result<(), Rejection> {
+    keys: &'k KeySet,
+) -> Result<&'k Arc<Key>, Rejection> {
     let check = |key: &Key| {
         key.verify(alg, compact.signing_input, &compact.signature)
             .is_ok()
@@ -261,6 +495,7 @@ fn check_signature(
             if !check(key) {
                 return Err(Rejection::BadSignature);
             }
+            Ok(key)
         }
         None => {
             let mut candidates = keys
@@ -272,12 +507,11 @@ fn check_signature(
             if candidates.peek().is_none() {
                 return Err(Rejection::NoKeyForAlgorithm(alg));
             }
-            if !candidates.any(|key| check(key)) {
-                return Err(Rejection::BadSignature);
-            }
+            candidates
+                .find(|key| check(key))
+                .ok_or(Rejection::BadSignature)
         }
     }
-    Ok(())
 }
 
 /// The time, audience and required-claim checks, after the signature passed.
@@ -327,8 +561,6 @@ mod tests {
     //! One test per rule, each with a token that breaks exactly that rule.
     //! Tokens are HS256 (cheap, deterministic) signed here with aws-lc-rs's
     //! HMAC directly; other algorithms are covered in `tests/`.
-
-    use std::sync::Arc;
 
     use aws_lc_rs::hmac;
     use base64::Engine as _;
@@ -389,7 +621,7 @@ mod tests {
         sign(r#"{"alg":"HS256","kid":"k1"}"#, &claims(""))
     }
 
-    fn check(token: &str) -> Result<Verified, Rejection> {
+    fn check(token: &str) -> Result<VerifiedToken, Rejection> {
         verify(token, &trust(), &Narrowing::default(), NOW)
     }
 

@@ -184,6 +184,8 @@ enum Verifier {
 pub struct Key {
     kid: Option<String>,
     verifiers: Vec<(Algorithm, Verifier)>,
+    /// SHA-256 of the JWK's JSON, so a refresh can tell an unchanged key.
+    fingerprint: [u8; 32],
 }
 
 impl fmt::Debug for Key {
@@ -311,6 +313,22 @@ impl KeySet {
         Self::from_jwks(&bytes, Origin::LocalFile)
     }
 
+    /// Keeps the identity of keys that did not change: each key of this set
+    /// whose kid and JWK are the same as a key of `previous` is replaced by
+    /// that key's `Arc`. Results memoized against an unchanged key then stay
+    /// valid across a refresh; a changed or removed key invalidates them.
+    pub fn adopt(&mut self, previous: &KeySet) {
+        for key in &mut self.keys {
+            let same = previous
+                .keys
+                .iter()
+                .find(|old| old.kid == key.kid && old.fingerprint == key.fingerprint);
+            if let Some(old) = same {
+                *key = Arc::clone(old);
+            }
+        }
+    }
+
     /// The key with this kid.
     pub fn by_kid(&self, kid: &str) -> Option<&Arc<Key>> {
         self.by_kid.get(kid).map(|&i| &self.keys[i])
@@ -368,7 +386,15 @@ fn parse_jwk(jwk: &Value, origin: Origin) -> Result<Key, KeyError> {
         "oct" => oct(obj, pinned)?,
         other => return Err(KeyError::Kty(other.to_owned())),
     };
-    Ok(Key { kid, verifiers })
+    let json = serde_json::to_vec(jwk).map_err(|_| KeyError::NotObject)?;
+    let mut fingerprint = [0u8; 32];
+    fingerprint
+        .copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &json).as_ref());
+    Ok(Key {
+        kid,
+        verifiers,
+        fingerprint,
+    })
 }
 
 fn optional_str<'a>(
@@ -791,6 +817,23 @@ mod tests {
             }])
         );
         assert!(err.to_string().contains("kid \"s\""), "{err}");
+    }
+
+    #[test]
+    fn adopt_keeps_unchanged_keys_and_replaces_changed_ones() {
+        let secret = B64.encode([9u8; 32]);
+        let other = B64.encode([8u8; 32]);
+        let doc = |b: &str| {
+            format!(
+                r#"{{"keys":[{{"kty":"oct","kid":"a","k":"{secret}"}},{{"kty":"oct","kid":"b","k":"{b}"}}]}}"#
+            )
+        };
+        let (old, _) = set(&doc(&secret)).expect("loads");
+        let (mut new, _) = set(&doc(&other)).expect("loads");
+        new.adopt(&old);
+        let same = |kid| Arc::ptr_eq(old.by_kid(kid).expect("old"), new.by_kid(kid).expect("new"));
+        assert!(same("a"), "unchanged key keeps its identity");
+        assert!(!same("b"), "changed key is a new key");
     }
 
     #[test]

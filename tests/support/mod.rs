@@ -166,13 +166,23 @@ impl Server {
     }
 
     pub async fn start_registry(registry: Arc<jwtd::registry::Registry>) -> Server {
+        let engine = jwtd::engine::Engine::new(
+            registry,
+            Arc::new(FixedClock(now())),
+            jwtd::engine::EngineConfig::default(),
+        )
+        .expect("engine");
+        Self::start_engine(Arc::new(engine)).await
+    }
+
+    pub async fn start_engine(engine: Arc<jwtd::engine::Engine>) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind ephemeral port");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            jwtd::server::serve(listener, registry, Arc::new(FixedClock(now())), async {
+            jwtd::server::serve(listener, engine, async {
                 let _ = stopped.await;
             })
             .await

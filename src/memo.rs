@@ -1,0 +1,367 @@
+//! The memo of verification results: the expensive, time-independent work
+//! for a token (structure, signature, parsed claims: an [`Authenticated`]),
+//! keyed by the SHA-256 of the whole token, so a token seen before costs one
+//! hash and one lookup. Bounded by entries and by bytes. Owns no policy: the
+//! caller runs the cheap checks (`verify::admit`) on every hit.
+//!
+//! Decisions, and the numbers behind them (BENCHMARKS.md has the runs):
+//! - **Keyed by SHA-256 of the token** (aws-lc-rs, about 0.4 µs for a
+//!   650-byte token here). A non-cryptographic hash alone must never decide
+//!   that two tokens are the same: a collision would turn a forged token into
+//!   a VALID one. The map's own bucket hash over the digest can be fast
+//!   (`DigestHasher` takes 8 bytes of it) since the digest is already
+//!   uniform and attackers cannot choose SHA-256 outputs.
+//! - **papaya for the table.** Its reads are lock-free and write nothing
+//!   shared (seize epochs are per thread), so hits scale across cores. A
+//!   dashmap read takes a shard read-lock whose counter is a shared cache
+//!   line (0.87× with two threads for key lookup in benches/snapshot.rs;
+//!   the issue measured 0.39× for a hot set). Hits also must not clone the
+//!   entry's `Arc` (its count is a shared line): callers get a borrow inside
+//!   [`Memo::with_hit`].
+//! - **CLOCK eviction** (second chance): inserts append the digest to a FIFO
+//!   under a mutex (inserts follow a signature check worth ≥ 15 µs, so the
+//!   lock is cheap by comparison); a hit sets the entry's `referenced` flag
+//!   only when it is clear, so a hot entry's line is written once, not per
+//!   hit. When over a bound, the hand pops the oldest digest: referenced
+//!   entries get their flag cleared and go to the back; others (and expired
+//!   ones) are removed. Each insert does a bounded amount of eviction work.
+//! - **Expiry**: an entry never outlives its token's `exp` plus leeway, nor
+//!   `memo_max_ttl_seconds`; an expired entry is a miss.
+
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use aws_lc_rs::digest;
+
+use crate::verify::UnixTime;
+
+/// The SHA-256 of a whole token.
+pub type Digest = [u8; 32];
+
+/// The memo key of `token`.
+pub fn digest_of(token: &str) -> Digest {
+    let d = digest::digest(&digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// Bucket hashing for keys that are already SHA-256 digests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // A digest hashes as a length prefix (usize) then its 32 bytes; keep
+        // 8 bytes of the digest itself.
+        if bytes.len() >= 8 {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes[..8]);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+    fn write_usize(&mut self, _: usize) {}
+}
+
+impl BuildHasher for DigestHasher {
+    type Hasher = DigestHasher;
+    fn build_hasher(&self) -> DigestHasher {
+        DigestHasher(0)
+    }
+}
+
+struct Entry<V> {
+    value: V,
+    /// The entry is a miss from this time on (seconds since the epoch).
+    valid_until: i64,
+    referenced: AtomicBool,
+    bytes: usize,
+}
+
+/// A bounded, concurrent map from token digest to `V`.
+pub struct Memo<V> {
+    map: papaya::HashMap<Digest, Entry<V>, DigestHasher>,
+    queue: Mutex<VecDeque<Digest>>,
+    max_entries: usize,
+    max_bytes: usize,
+    bytes: AtomicUsize,
+    evictions: AtomicUsize,
+}
+
+/// Per-entry bytes beyond the value's own heap: the digest, the entry, and
+/// the table and queue slots (papaya allocates each entry separately).
+pub const ENTRY_OVERHEAD: usize = 32 + 64 + 16 + 32;
+
+/// Most eviction steps one insert performs.
+const EVICTION_STEPS: usize = 16;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The queue holds digests only; after a panic elsewhere it is still usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl<V: Send + Sync> Memo<V> {
+    /// A memo of at most `max_entries` entries and about `max_bytes` bytes.
+    /// `max_entries = 0` makes every lookup miss and every insert a no-op.
+    pub fn new(max_entries: usize, max_bytes: usize) -> Self {
+        Self {
+            map: papaya::HashMap::builder()
+                .hasher(DigestHasher::default())
+                .capacity(max_entries.min(1 << 16))
+                .build(),
+            queue: Mutex::new(VecDeque::new()),
+            max_entries,
+            max_bytes,
+            bytes: AtomicUsize::new(0),
+            evictions: AtomicUsize::new(0),
+        }
+    }
+
+    /// True when the memo can hold anything.
+    pub fn enabled(&self) -> bool {
+        self.max_entries > 0
+    }
+
+    /// Calls `f` with the entry for `digest` when it exists and has not
+    /// expired at `now`; the borrow lasts only for the call.
+    pub fn with_hit<R>(
+        &self,
+        digest: &Digest,
+        now: UnixTime,
+        f: impl FnOnce(&V) -> R,
+    ) -> Option<R> {
+        if !self.enabled() {
+            return None;
+        }
+        let map = self.map.pin();
+        let entry = map.get(digest)?;
+        if now.0 >= entry.valid_until {
+            return None;
+        }
+        if !entry.referenced.load(Ordering::Relaxed) {
+            entry.referenced.store(true, Ordering::Relaxed);
+        }
+        Some(f(&entry.value))
+    }
+
+    /// Stores `value` for `digest` until `valid_until` (seconds since the
+    /// epoch), holding about `heap_bytes` bytes of heap, then evicts while
+    /// over a bound (expired entries first, as the hand passes them).
+    pub fn insert(
+        &self,
+        digest: Digest,
+        value: V,
+        now: UnixTime,
+        valid_until: i64,
+        heap_bytes: usize,
+    ) {
+        if !self.enabled() {
+            return;
+        }
+        let bytes = heap_bytes + ENTRY_OVERHEAD + std::mem::size_of::<V>();
+        let entry = Entry {
+            value,
+            valid_until,
+            referenced: AtomicBool::new(false),
+            bytes,
+        };
+        let map = self.map.pin();
+        match map.insert(digest, entry) {
+            Some(old) => {
+                self.bytes.fetch_sub(old.bytes, Ordering::Relaxed);
+            }
+            None => lock(&self.queue).push_back(digest),
+        }
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.evict(now);
+    }
+
+    /// Evicts while over a bound (at most a bounded number of steps), and
+    /// removes entries that have expired at `now` when the hand passes them.
+    fn evict(&self, now: UnixTime) {
+        let map = self.map.pin();
+        let mut queue = lock(&self.queue);
+        for _ in 0..EVICTION_STEPS {
+            let over =
+                map.len() > self.max_entries || self.bytes.load(Ordering::Relaxed) > self.max_bytes;
+            if !over {
+                return;
+            }
+            let Some(digest) = queue.pop_front() else {
+                return;
+            };
+            let Some(entry) = map.get(&digest) else {
+                continue;
+            };
+            if entry.referenced.load(Ordering::Relaxed) && now.0 < entry.valid_until {
+                entry.referenced.store(false, Ordering::Relaxed);
+                queue.push_back(digest);
+                continue;
+            }
+            if let Some(old) = map.remove(&digest) {
+                self.bytes.fetch_sub(old.bytes, Ordering::Relaxed);
+                self.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        // Still over after the bounded steps (every entry was referenced):
+        // drop the oldest outright so the bound holds.
+        while map.len() > self.max_entries || self.bytes.load(Ordering::Relaxed) > self.max_bytes {
+            let Some(digest) = queue.pop_front() else {
+                return;
+            };
+            if let Some(old) = map.remove(&digest) {
+                self.bytes.fetch_sub(old.bytes, Ordering::Relaxed);
+                self.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// How many entries the memo holds.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when the memo holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// About how many bytes the entries hold.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// How many entries were evicted to stay within the bounds.
+    pub fn evictions(&self) -> usize {
+        self.evictions.load(Ordering::Relaxed)
+    }
+}
+
+/// A memo entry's lifetime: until the token's `exp` plus leeway, and no
+/// longer than `max_ttl` seconds from `now`.
+pub fn valid_until(now: UnixTime, exp: Option<i64>, leeway: i64, max_ttl: i64) -> i64 {
+    let ttl_end = now.0.saturating_add(max_ttl);
+    match exp {
+        Some(exp) => exp.saturating_add(leeway).min(ttl_end),
+        None => ttl_end,
+    }
+}
+
+/// The shared handle the engine keeps.
+pub type SharedMemo<V> = Arc<Memo<V>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: UnixTime = UnixTime(1_000);
+
+    fn d(n: u32) -> Digest {
+        digest_of(&n.to_string())
+    }
+
+    #[test]
+    fn digests_are_sha256() {
+        assert_eq!(
+            digest_of("abc")[..4],
+            [0xba, 0x78, 0x16, 0xbf],
+            "SHA-256(\"abc\") starts ba7816bf"
+        );
+    }
+
+    #[test]
+    fn hits_and_expiry() {
+        let memo = Memo::new(10, 1 << 20);
+        memo.insert(d(1), "one", NOW, 1_010, 0);
+        assert_eq!(memo.with_hit(&d(1), NOW, |v| *v), Some("one"));
+        assert_eq!(memo.with_hit(&d(1), UnixTime(1_009), |v| *v), Some("one"));
+        assert_eq!(
+            memo.with_hit(&d(1), UnixTime(1_010), |v| *v),
+            None,
+            "expired"
+        );
+        assert_eq!(memo.with_hit(&d(2), NOW, |v| *v), None);
+    }
+
+    #[test]
+    fn a_disabled_memo_holds_nothing() {
+        let memo = Memo::new(0, 1 << 20);
+        memo.insert(d(1), 1, NOW, 2_000, 0);
+        assert!(memo.is_empty());
+        assert_eq!(memo.with_hit(&d(1), NOW, |v| *v), None);
+    }
+
+    #[test]
+    fn entry_bound_holds_and_referenced_entries_get_a_second_chance() {
+        let memo = Memo::new(4, 1 << 20);
+        for n in 0..4 {
+            memo.insert(d(n), n, NOW, 2_000, 0);
+        }
+        // Touch 0 and 1: they survive the next two inserts, 2 and 3 do not.
+        memo.with_hit(&d(0), NOW, |_| ());
+        memo.with_hit(&d(1), NOW, |_| ());
+        memo.insert(d(4), 4, NOW, 2_000, 0);
+        memo.insert(d(5), 5, NOW, 2_000, 0);
+        assert_eq!(memo.len(), 4);
+        let alive: Vec<u32> = (0..6)
+            .filter(|n| memo.with_hit(&d(*n), NOW, |_| ()).is_some())
+            .collect();
+        assert_eq!(alive, [0, 1, 4, 5]);
+        assert_eq!(memo.evictions(), 2);
+    }
+
+    #[test]
+    fn byte_bound_holds() {
+        let per = ENTRY_OVERHEAD + std::mem::size_of::<u32>() + 1000;
+        let memo = Memo::new(1000, per * 3);
+        for n in 0..10 {
+            memo.insert(d(n), n, NOW, 2_000, 1000);
+            assert!(memo.bytes() <= per * 3, "{} > {}", memo.bytes(), per * 3);
+        }
+        assert_eq!(memo.len(), 3);
+    }
+
+    #[test]
+    fn reinserting_replaces_and_keeps_accounting() {
+        let memo = Memo::new(10, 1 << 20);
+        memo.insert(d(1), 1, NOW, 2_000, 100);
+        let bytes = memo.bytes();
+        memo.insert(d(1), 2, NOW, 2_000, 100);
+        assert_eq!(memo.bytes(), bytes);
+        assert_eq!(memo.with_hit(&d(1), NOW, |v| *v), Some(2));
+        assert_eq!(memo.len(), 1);
+    }
+
+    #[test]
+    fn lifetime_is_bounded_by_exp_and_max_ttl() {
+        assert_eq!(valid_until(NOW, Some(1_100), 60, 300), 1_160);
+        assert_eq!(valid_until(NOW, Some(5_000), 60, 300), 1_300);
+        assert_eq!(valid_until(NOW, None, 60, 300), 1_300);
+        assert_eq!(valid_until(NOW, Some(i64::MAX), 60, 300), 1_300);
+    }
+
+    #[test]
+    fn concurrent_hammering_stays_within_the_bound() {
+        let memo = Arc::new(Memo::new(256, 1 << 30));
+        std::thread::scope(|s| {
+            for t in 0..4u32 {
+                let memo = Arc::clone(&memo);
+                s.spawn(move || {
+                    for n in 0..5_000u32 {
+                        let key = d(t * 100_000 + n % 700);
+                        if memo.with_hit(&key, NOW, |_| ()).is_none() {
+                            memo.insert(key, n, NOW, 2_000, 64);
+                        }
+                        assert!(memo.len() <= 256 + 4, "bound exceeded: {}", memo.len());
+                    }
+                });
+            }
+        });
+        assert!(memo.len() <= 256);
+    }
+}

@@ -32,8 +32,10 @@ pub struct Claims {
     pub iat: Option<i64>,
     /// `jti`.
     pub jti: Option<String>,
-    /// Names of every top-level member whose value is not `null`.
-    present: Vec<String>,
+    /// Names of every top-level member whose value is not `null`, each as a
+    /// 4-byte little-endian length and its bytes (one allocation for all;
+    /// a separator could be forged inside an escaped name, a length cannot).
+    present: Vec<u8>,
 }
 
 impl Claims {
@@ -59,13 +61,33 @@ impl Claims {
 
     /// Heap bytes held by the remembered member names.
     pub fn heap_bytes_of_names(&self) -> usize {
-        self.present.capacity() * std::mem::size_of::<String>()
-            + self.present.iter().map(String::capacity).sum::<usize>()
+        self.present.capacity()
     }
 
     /// True when the payload has a top-level member `name` that is not `null`.
     pub fn has(&self, name: &str) -> bool {
-        self.present.iter().any(|n| n == name)
+        let mut rest = &self.present[..];
+        while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+            let len = u32::from_le_bytes(*len) as usize;
+            let Some((member, tail)) = tail.split_at_checked(len) else {
+                return false;
+            };
+            if member == name.as_bytes() {
+                return true;
+            }
+            rest = tail;
+        }
+        false
+    }
+
+    fn remember(&mut self, name: &str) {
+        // Payloads are bounded by max_token_bytes, so a name fits in u32.
+        let len = u32::try_from(name.len()).unwrap_or(u32::MAX);
+        if self.present.is_empty() {
+            self.present.reserve(128);
+        }
+        self.present.extend_from_slice(&len.to_le_bytes());
+        self.present.extend_from_slice(name.as_bytes());
     }
 }
 
@@ -117,7 +139,7 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
                 _ => !map.next_value_seed(Checked(self.duplicate))?,
             };
             if present {
-                claims.present.push(name.to_string());
+                claims.remember(&name);
             }
             if !seen.insert(name) {
                 return Err(json::duplicate(self.duplicate));

@@ -107,8 +107,49 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// The outcome of one unique token that missed the memo.
-type Checked = Result<Arc<Authenticated>, Failure>;
+/// One unique token that missed the memo, and every index it has in the batch.
+#[derive(Debug)]
+struct Work {
+    digest: Digest,
+    indices: Vec<usize>,
+}
+
+/// What a pool worker produced for one [`Work`].
+enum Done<R> {
+    Rendered(Vec<(usize, R)>),
+    KidMiss(Work, String),
+}
+
+/// Rendered results by index, and the unknown kids left for a refresh.
+type Rendered<R> = (Vec<(usize, R)>, Vec<(Work, String)>);
+
+/// Everything a pool worker needs besides the snapshot.
+struct Job<F> {
+    tokens: Arc<Vec<String>>,
+    narrowing: Arc<Narrowing>,
+    cancel: CancelToken,
+    now: UnixTime,
+    render: F,
+}
+
+impl<F: Copy> Clone for Job<F> {
+    fn clone(&self) -> Self {
+        Self {
+            tokens: Arc::clone(&self.tokens),
+            narrowing: Arc::clone(&self.narrowing),
+            cancel: self.cancel.clone(),
+            now: self.now,
+            render: self.render,
+        }
+    }
+}
+
+/// Puts rendered results at their indices.
+fn place<R>(results: &mut [Option<R>], rendered: Vec<(usize, R)>) {
+    for (i, r) in rendered {
+        results[i] = Some(r);
+    }
+}
 
 /// The batch verifier.
 pub struct Engine {
@@ -119,7 +160,7 @@ pub struct Engine {
     config: EngineConfig,
     pool: rayon::ThreadPool,
     authentications: AtomicU64,
-    checked: Arc<AtomicU64>,
+    checked: AtomicU64,
 }
 
 impl Engine {
@@ -146,7 +187,7 @@ impl Engine {
             config,
             pool,
             authentications: AtomicU64::new(0),
-            checked: Arc::new(AtomicU64::new(0)),
+            checked: AtomicU64::new(0),
         })
     }
 
@@ -207,15 +248,15 @@ impl Engine {
     ) -> Result<Vec<R>, EngineError>
     where
         R: Send + 'static,
-        F: Fn(Result<Verified<'_>, &Rejection>, bool) -> R,
+        F: Fn(Result<Verified<'_>, &Rejection>, bool) -> R + Send + Sync + Copy + 'static,
     {
         let snapshot = self.registry.snapshot();
         let now = self.clock.now();
         let max_bytes = snapshot.trust.max_token_bytes();
         let mut results: Vec<Option<R>> = Vec::with_capacity(tokens.len());
-        // Unique misses in first-seen order, and every index of each.
-        let mut misses: HashMap<Digest, Vec<usize>> = HashMap::new();
-        let mut order: Vec<Digest> = Vec::new();
+        // Unique misses in first-seen order, each with every index it has.
+        let mut work: Vec<Work> = Vec::new();
+        let mut seen: HashMap<Digest, usize> = HashMap::new();
         for (i, token) in tokens.iter().enumerate() {
             if token.len() > max_bytes {
                 let too_large = Rejection::TooLarge {
@@ -226,156 +267,168 @@ impl Engine {
                 continue;
             }
             let digest = memo::digest_of(token);
-            match self.answer_from_memo(&digest, &snapshot.trust, &narrowing, now, &render) {
-                Some(result) => results.push(Some(result)),
+            if let Some(result) =
+                self.answer_from_memo(&digest, &snapshot.trust, &narrowing, now, &render)
+            {
+                results.push(Some(result));
+                continue;
+            }
+            results.push(None);
+            match seen.get(&digest) {
+                Some(&w) => work[w].indices.push(i),
                 None => {
-                    results.push(None);
-                    misses
-                        .entry(digest)
-                        .or_insert_with(|| {
-                            order.push(digest);
-                            Vec::new()
-                        })
-                        .push(i);
+                    seen.insert(digest, work.len());
+                    work.push(Work {
+                        digest,
+                        indices: vec![i],
+                    });
                 }
             }
         }
-        if order.is_empty() {
+        if work.is_empty() {
             return Ok(results.into_iter().flatten().collect());
         }
 
-        let unique: Vec<(Digest, usize)> = order.iter().map(|d| (*d, misses[d][0])).collect();
-        let mut checked = self
-            .authenticate_on_pool(&snapshot, &tokens, &narrowing, &cancel, unique.clone())
-            .await?;
+        let job = Job {
+            tokens: Arc::clone(&tokens),
+            narrowing: Arc::clone(&narrowing),
+            cancel,
+            now,
+            render,
+        };
+        let (rendered, kid_misses) = self.run_on_pool(snapshot, &job, work, false).await?;
+        place(&mut results, rendered);
 
-        // Unknown kids: refresh those issuers once, then check those again.
-        let missed: BTreeSet<String> = checked
-            .iter()
-            .filter_map(|c| match c {
-                Err(Failure {
-                    rejection: Rejection::UnknownKid { issuer },
-                    ..
-                }) => Some(issuer.clone()),
-                _ => None,
-            })
-            .collect();
-        if !missed.is_empty() {
-            let refreshed = self.refresh_for_kid_misses(missed).await;
-            let retry: Vec<usize> = checked
+        if !kid_misses.is_empty() {
+            // Unknown kids: refresh those issuers once, then check those
+            // tokens again (against the new keys when the refresh made it in
+            // time), rendering an unknown kid this time.
+            let issuers: BTreeSet<String> = kid_misses
                 .iter()
-                .enumerate()
-                .filter(|(_, c)| {
-                    matches!(c, Err(Failure { rejection: Rejection::UnknownKid { issuer }, .. }) if refreshed.contains(issuer))
-                })
-                .map(|(n, _)| n)
+                .map(|(_, issuer)| issuer.clone())
                 .collect();
-            if !retry.is_empty() {
-                let snapshot = self.registry.snapshot();
-                let again = self
-                    .authenticate_on_pool(
-                        &snapshot,
-                        &tokens,
-                        &narrowing,
-                        &cancel,
-                        retry.iter().map(|&n| unique[n]).collect(),
-                    )
-                    .await?;
-                for (n, outcome) in retry.into_iter().zip(again) {
-                    checked[n] = outcome;
-                }
-            }
-        }
-
-        for ((digest, _), outcome) in unique.iter().zip(checked) {
-            let indices = &misses[digest];
-            match outcome {
-                Ok(auth) => {
-                    let until = memo::valid_until(
-                        now,
-                        auth.claims().exp,
-                        auth.policy().leeway().seconds(),
-                        self.config.memo_max_ttl_seconds,
-                    );
-                    for &i in indices {
-                        results[i] = Some(render_admitted(&auth, &narrowing, now, false, &render));
-                    }
-                    if until > now.0 {
-                        let bytes = auth.heap_bytes();
-                        self.memo.insert(*digest, auth, now, until, bytes);
-                    }
-                }
-                Err(failure) => {
-                    for &i in indices {
-                        results[i] = Some(render(Err(&failure.rejection), false));
-                    }
-                    if let Some(negative) = failure.into_negative() {
-                        let until = now.0.saturating_add(self.config.negative_ttl_seconds);
-                        self.negative.insert(*digest, negative, now, until, 0);
-                    }
-                }
-            }
+            self.refresh_for_kid_misses(issuers).await;
+            let again = kid_misses.into_iter().map(|(w, _)| w).collect();
+            let (rendered, _) = self
+                .run_on_pool(self.registry.snapshot(), &job, again, true)
+                .await?;
+            place(&mut results, rendered);
         }
         Ok(results.into_iter().flatten().collect())
     }
 
-    /// Authenticates `work` (digest, token index) on the pool, in order.
-    async fn authenticate_on_pool(
-        &self,
-        snapshot: &Arc<Snapshot>,
-        tokens: &Arc<Vec<String>>,
-        narrowing: &Arc<Narrowing>,
-        cancel: &CancelToken,
-        work: Vec<(Digest, usize)>,
-    ) -> Result<Vec<Checked>, EngineError> {
+    /// Checks each unique miss on the pool and renders its results there (so
+    /// a large batch uses every core end to end). Unless `final_pass`, an
+    /// unknown kid is returned unrendered, with its issuer, for a refresh.
+    async fn run_on_pool<R, F>(
+        self: &Arc<Self>,
+        snapshot: Arc<Snapshot>,
+        job: &Job<F>,
+        work: Vec<Work>,
+        final_pass: bool,
+    ) -> Result<Rendered<R>, EngineError>
+    where
+        R: Send + 'static,
+        F: Fn(Result<Verified<'_>, &Rejection>, bool) -> R + Send + Sync + Copy + 'static,
+    {
+        if work.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
         self.authentications
             .fetch_add(work.len() as u64, Ordering::Relaxed);
-        let snapshot = Arc::clone(snapshot);
-        let (tokens, narrowing, cancel) =
-            (Arc::clone(tokens), Arc::clone(narrowing), cancel.clone());
-        let checked = Arc::clone(&self.checked);
+        let engine = Arc::clone(self);
+        let job = job.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.pool.spawn(move || {
-            let out: Option<Vec<Checked>> = work
-                .par_iter()
+            let done: Option<Vec<Done<R>>> = work
+                .into_par_iter()
                 .with_min_len(4)
-                .map(|&(_, i)| {
-                    if cancel.is_cancelled() {
-                        return None;
-                    }
-                    checked.fetch_add(1, Ordering::Relaxed);
-                    Some(
-                        verify::authenticate_with_context(&tokens[i], &snapshot.trust, &narrowing)
-                            .map(Arc::new),
-                    )
-                })
+                .map(|w| engine.check_one(&snapshot, &job, w, final_pass))
                 .collect();
-            let _ = tx.send(out);
+            let _ = tx.send(done);
         });
-        match rx.await {
-            Ok(Some(out)) => Ok(out),
-            _ => Err(EngineError::Cancelled),
+        let Ok(Some(done)) = rx.await else {
+            return Err(EngineError::Cancelled);
+        };
+        let mut rendered = Vec::new();
+        let mut kid_misses = Vec::new();
+        for d in done {
+            match d {
+                Done::Rendered(r) => rendered.extend(r),
+                Done::KidMiss(w, issuer) => kid_misses.push((w, issuer)),
+            }
+        }
+        Ok((rendered, kid_misses))
+    }
+
+    /// One unique miss, on a pool thread: authenticate, memoize, render.
+    fn check_one<R, F>(
+        &self,
+        snapshot: &Snapshot,
+        job: &Job<F>,
+        work: Work,
+        final_pass: bool,
+    ) -> Option<Done<R>>
+    where
+        F: Fn(Result<Verified<'_>, &Rejection>, bool) -> R,
+    {
+        if job.cancel.is_cancelled() {
+            return None;
+        }
+        self.checked.fetch_add(1, Ordering::Relaxed);
+        let token = &job.tokens[work.indices[0]];
+        let now = job.now;
+        match verify::authenticate_with_context(token, &snapshot.trust, &job.narrowing) {
+            Ok(auth) => {
+                let rendered = work
+                    .indices
+                    .iter()
+                    .map(|&i| {
+                        let r = render_admitted(&auth, &job.narrowing, now, false, &job.render);
+                        (i, r)
+                    })
+                    .collect();
+                let until = memo::valid_until(
+                    now,
+                    auth.claims().exp,
+                    auth.policy().leeway().seconds(),
+                    self.config.memo_max_ttl_seconds,
+                );
+                if until > now.0 {
+                    let bytes = auth.heap_bytes();
+                    self.memo
+                        .insert(work.digest, Arc::new(auth), now, until, bytes);
+                }
+                Some(Done::Rendered(rendered))
+            }
+            Err(Failure {
+                rejection: Rejection::UnknownKid { issuer },
+                ..
+            }) if !final_pass => Some(Done::KidMiss(work, issuer)),
+            Err(failure) => {
+                let rendered = work
+                    .indices
+                    .iter()
+                    .map(|&i| (i, (job.render)(Err(&failure.rejection), false)))
+                    .collect();
+                if let Some(negative) = failure.into_negative() {
+                    let until = now.0.saturating_add(self.config.negative_ttl_seconds);
+                    self.negative.insert(work.digest, negative, now, until, 0);
+                }
+                Some(Done::Rendered(rendered))
+            }
         }
     }
 
-    /// Asks each issuer in `missed` for a refresh, concurrently; returns those
-    /// whose refresh completed in time.
-    async fn refresh_for_kid_misses(&self, missed: BTreeSet<String>) -> BTreeSet<String> {
+    /// Asks each issuer in `missed` for a refresh, concurrently, and waits
+    /// (each up to its `kid_miss_wait_ms`) for those refreshes.
+    async fn refresh_for_kid_misses(&self, missed: BTreeSet<String>) {
         let mut waits = tokio::task::JoinSet::new();
         for issuer in missed {
             let registry = Arc::clone(&self.registry);
-            waits.spawn(async move {
-                let refreshed = registry.kid_miss(&issuer).await;
-                (issuer, refreshed)
-            });
+            waits.spawn(async move { registry.kid_miss(&issuer).await });
         }
-        let mut refreshed = BTreeSet::new();
-        while let Some(joined) = waits.join_next().await {
-            if let Ok((issuer, true)) = joined {
-                refreshed.insert(issuer);
-            }
-        }
-        refreshed
+        while waits.join_next().await.is_some() {}
     }
 }
 

@@ -181,13 +181,60 @@ pub enum Malformed {
     /// A registered claim has the wrong JSON type.
     #[error("claim {0} has the wrong type")]
     ClaimType(&'static str),
+    /// The signature is longer than any supported key's signatures.
+    #[error("signature is longer than {MAX_SIGNATURE_BYTES} bytes")]
+    SignatureTooLong,
+}
+
+/// The longest signature of a supported key (RSA-8192).
+pub const MAX_SIGNATURE_BYTES: usize = 1024;
+
+/// The header's `alg`, classified while parsing (no string is kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlgName {
+    /// A supported algorithm, named exactly.
+    Known(Algorithm),
+    /// `none` in any letter case.
+    None,
+    /// Anything else.
+    Unknown,
+}
+
+impl AlgName {
+    fn classify(name: &str) -> Self {
+        match Algorithm::from_name(name) {
+            Some(alg) => AlgName::Known(alg),
+            None if name.eq_ignore_ascii_case("none") => AlgName::None,
+            None => AlgName::Unknown,
+        }
+    }
+}
+
+/// A decoded signature, kept inline (no allocation per token).
+#[derive(Clone)]
+pub struct Signature {
+    bytes: [u8; MAX_SIGNATURE_BYTES],
+    len: usize,
+}
+
+impl Signature {
+    /// The signature bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature({} bytes)", self.len)
+    }
 }
 
 /// The protected header, reduced to what verification reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
-    /// The `alg` member as sent; not yet known to be supported.
-    pub alg: String,
+    /// The `alg` member, classified.
+    pub alg: AlgName,
     /// The `kid` member, when present.
     pub kid: Option<String>,
 }
@@ -203,7 +250,7 @@ pub struct Compact<'t> {
     /// The decoded payload bytes, exactly as signed.
     pub payload: Vec<u8>,
     /// The decoded signature.
-    pub signature: Vec<u8>,
+    pub signature: Signature,
 }
 
 /// Splits and decodes a compact JWS. Does no cryptography.
@@ -219,10 +266,28 @@ pub fn parse_compact(token: &str) -> Result<Compact<'_>, Malformed> {
             Malformed::Parts(count)
         });
     };
-    let header_bytes = decode(h, Part::Header)?;
-    let header = parse_header(&header_bytes)?;
+    // Header and signature decode into stack buffers: only the payload,
+    // which a verified token keeps, is allocated.
+    let mut buf = [0u8; 512];
+    let header = match B64.decode_slice(h, &mut buf) {
+        Ok(n) => parse_header(&buf[..n])?,
+        Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+            parse_header(&decode(h, Part::Header)?)?
+        }
+        Err(_) => return Err(Malformed::Base64(Part::Header)),
+    };
     let payload = decode(p, Part::Payload)?;
-    let signature = decode(s, Part::Signature)?;
+    let mut signature = Signature {
+        bytes: [0; MAX_SIGNATURE_BYTES],
+        len: 0,
+    };
+    signature.len = match B64.decode_slice(s, &mut signature.bytes) {
+        Ok(n) => n,
+        Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+            return Err(Malformed::SignatureTooLong);
+        }
+        Err(_) => return Err(Malformed::Base64(Part::Signature)),
+    };
     Ok(Compact {
         signing_input: &token.as_bytes()[..h.len() + 1 + p.len()],
         header,
@@ -288,10 +353,10 @@ impl<'de> Visitor<'de> for HeaderSeed<'_> {
         while let Some(Name(name)) = map.next_key()? {
             match &*name {
                 "alg" => {
-                    alg = Some(
-                        map.next_value::<String>()
-                            .map_err(|_: A::Error| self.fail(Malformed::Alg))?,
-                    )
+                    let Name(value) = map
+                        .next_value::<Name<'_>>()
+                        .map_err(|_: A::Error| self.fail(Malformed::Alg))?;
+                    alg = Some(AlgName::classify(&value));
                 }
                 "kid" => {
                     kid = Some(
@@ -359,10 +424,10 @@ mod tests {
     fn splits_a_compact_jws() {
         let t = token(r#"{"alg":"RS256","kid":"k1"}"#, r#"{"sub":"a"}"#);
         let c = parse_compact(&t).expect("valid structure");
-        assert_eq!(c.header.alg, "RS256");
+        assert_eq!(c.header.alg, AlgName::Known(Algorithm::RS256));
         assert_eq!(c.header.kid.as_deref(), Some("k1"));
         assert_eq!(c.payload, br#"{"sub":"a"}"#);
-        assert_eq!(c.signature, b"sig");
+        assert_eq!(c.signature.as_bytes(), b"sig");
         let dot2 = t.rfind('.').expect("has dots");
         assert_eq!(c.signing_input, &t.as_bytes()[..dot2]);
     }
@@ -433,6 +498,38 @@ mod tests {
     }
 
     #[test]
+    fn alg_names_are_classified_exactly() {
+        let alg = |a: &str| {
+            let t = token(&format!(r#"{{"alg":"{a}"}}"#), "{}");
+            parse_compact(&t).expect("structure").header.alg
+        };
+        assert_eq!(alg("ES256"), AlgName::Known(Algorithm::ES256));
+        assert_eq!(alg("none"), AlgName::None);
+        assert_eq!(alg("nOnE"), AlgName::None);
+        assert_eq!(alg("es256"), AlgName::Unknown);
+        assert_eq!(
+            alg(r"ES256"),
+            AlgName::Known(Algorithm::ES256),
+            "escapes decode"
+        );
+    }
+
+    #[test]
+    fn oversized_headers_and_signatures() {
+        let long_header = format!(r#"{{"alg":"HS256","x":"{}"}}"#, "a".repeat(2000));
+        let t = token(&long_header, "{}");
+        assert!(parse_compact(&t).is_ok(), "long headers still parse");
+        let h = enc(r#"{"alg":"HS256"}"#);
+        let sig = B64.encode([1u8; MAX_SIGNATURE_BYTES + 1]);
+        assert_eq!(
+            parse_compact(&format!("{h}.{}.{sig}", enc("{}"))).unwrap_err(),
+            Malformed::SignatureTooLong
+        );
+        let sig = B64.encode([1u8; MAX_SIGNATURE_BYTES]);
+        assert!(parse_compact(&format!("{h}.{}.{sig}", enc("{}"))).is_ok());
+    }
+
+    #[test]
     fn crit_and_unencoded_payload_are_refused() {
         for header in [
             r#"{"alg":"HS256","crit":["exp"],"exp":1}"#,
@@ -461,6 +558,6 @@ mod tests {
         let t = token(header, "{}");
         let c = parse_compact(&t).expect("structure is fine");
         assert_eq!(c.header.kid, None);
-        assert_eq!(c.header.alg, "RS256");
+        assert_eq!(c.header.alg, AlgName::Known(Algorithm::RS256));
     }
 }

@@ -44,10 +44,13 @@ impl<'de> de::Deserialize<'de> for Name<'de> {
     }
 }
 
-/// The names seen so far in one object.
+/// The names seen so far in one object: the first [`LINEAR_SCAN_LIMIT`] in
+/// an inline array (no allocation for ordinary headers and claims), the rest
+/// in a hash set.
 #[derive(Default)]
 pub(crate) struct Seen<'de> {
-    names: Vec<Cow<'de, str>>,
+    inline: [Cow<'de, str>; LINEAR_SCAN_LIMIT],
+    len: usize,
     set: Option<HashSet<Cow<'de, str>>>,
 }
 
@@ -57,12 +60,17 @@ impl<'de> Seen<'de> {
         if let Some(set) = &mut self.set {
             return set.insert(name);
         }
-        if self.names.contains(&name) {
+        if self.inline[..self.len].contains(&name) {
             return false;
         }
-        self.names.push(name);
-        if self.names.len() > LINEAR_SCAN_LIMIT {
-            self.set = Some(self.names.drain(..).collect());
+        if self.len < LINEAR_SCAN_LIMIT {
+            self.inline[self.len] = name;
+            self.len += 1;
+        } else {
+            let mut set: HashSet<Cow<'de, str>> =
+                self.inline.iter_mut().map(std::mem::take).collect();
+            set.insert(name);
+            self.set = Some(set);
         }
         true
     }

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use crate::claims::Claims;
-use crate::jose::{self, Algorithm, Malformed};
+use crate::jose::{self, AlgName, Algorithm, Malformed};
 use crate::keys::{Key, KeySet};
 use crate::policy::{IssuerPolicy, KeyState, Narrowing, Trust};
 
@@ -386,7 +386,7 @@ pub fn authenticate_with_context(
     }
     let compact = jose::parse_compact(token).map_err(|m| plain(m.into()))?;
     let claims = Claims::parse(&compact.payload).map_err(|m| plain(m.into()))?;
-    let alg = algorithm(&compact.header.alg).map_err(plain)?;
+    let alg = algorithm(compact.header.alg).map_err(plain)?;
 
     let iss = claims
         .iss
@@ -456,17 +456,17 @@ fn check_requested_issuer(narrowing: &Narrowing, iss: &str) -> Result<(), Reject
 /// [`verify`] runs the same steps with the issuer's checks in between.
 pub fn verify_jws<'t>(token: &'t str, keys: &KeySet) -> Result<jose::Compact<'t>, Rejection> {
     let compact = jose::parse_compact(token)?;
-    let alg = algorithm(&compact.header.alg)?;
+    let alg = algorithm(compact.header.alg)?;
     check_signature(&compact, alg, keys)?;
     Ok(compact)
 }
 
 /// A supported algorithm from the header's `alg` (case-sensitive).
-fn algorithm(name: &str) -> Result<Algorithm, Rejection> {
-    match Algorithm::from_name(name) {
-        Some(alg) => Ok(alg),
-        None if name.eq_ignore_ascii_case("none") => Err(Rejection::AlgNone),
-        None => Err(Rejection::UnknownAlgorithm),
+fn algorithm(name: AlgName) -> Result<Algorithm, Rejection> {
+    match name {
+        AlgName::Known(alg) => Ok(alg),
+        AlgName::None => Err(Rejection::AlgNone),
+        AlgName::Unknown => Err(Rejection::UnknownAlgorithm),
     }
 }
 
@@ -478,7 +478,7 @@ fn check_signature<'k>(
     keys: &'k KeySet,
 ) -> Result<&'k Arc<Key>, Rejection> {
     let check = |key: &Key| {
-        key.verify(alg, compact.signing_input, &compact.signature)
+        key.verify(alg, compact.signing_input, compact.signature.as_bytes())
             .is_ok()
     };
     match compact.header.kid.as_deref() {

@@ -1,0 +1,354 @@
+//! jwtd against the crypto floor and a peer crate, side by side in one run:
+//! `cargo bench --bench verify`. Results and targets are in BENCHMARKS.md.
+//!
+//! - `verify/raw/<ALG>`: aws-lc-rs verifying the same signing input with a
+//!   pre-parsed key (the floor);
+//! - `verify/cold/<ALG>`: jwtd's whole per-token path, memo off;
+//! - `verify/memo_hit/<ALG>`: the same token again, memo on (SHA-256, lookup,
+//!   the cheap checks, and the wire result);
+//! - `verify/jsonwebtoken/<ALG>`: the jsonwebtoken crate's decode with the
+//!   same key and an equivalent Validation;
+//! - `batch/cold/1024`, `batch/hit/1024`: 1024 distinct RS256 tokens through
+//!   the engine on every core, memo off and memo warm;
+//! - `memo/hit_hot/1`, `memo/hit_hot/2`: wall time per memo hit on a
+//!   1024-token hot set with one and two threads.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};
+use base64::Engine as _;
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use jwtd::clock::{Clock, SystemClock};
+use jwtd::config::Limits;
+use jwtd::engine::{CancelToken, Engine, EngineConfig};
+use jwtd::grpc::result_of;
+use jwtd::keys::{KeySet, Origin};
+use jwtd::memo::digest_of;
+use jwtd::mint::Signer;
+use jwtd::policy::{IssuerPolicy, KeyState, Narrowing, Trust, TrustedIssuer};
+use jwtd::registry::Registry;
+use jwtd::verify::verify;
+use serde_json::{Map, Value, json};
+
+const ISS: &str = "https://issuer.test";
+/// HMAC keys may not share a set with public keys: a second issuer.
+const HMAC_ISS: &str = "https://hmac.test";
+
+fn iss_for(alg: &str) -> &'static str {
+    if alg == "HS256" { HMAC_ISS } else { ISS }
+}
+const ALGS: [&str; 5] = ["RS256", "PS256", "ES256", "EdDSA", "HS256"];
+
+fn data(path: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/tests/data/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn b64d(s: &str) -> Vec<u8> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .unwrap()
+}
+
+fn jwks() -> Value {
+    serde_json::from_slice(&data("keys/jwks.json")).unwrap()
+}
+
+fn hmac_jwks() -> Value {
+    serde_json::from_slice(&data("keys/jwks-hmac.json")).unwrap()
+}
+
+fn jwk(kid: &str) -> Value {
+    let all = [jwks(), hmac_jwks()];
+    all.iter()
+        .flat_map(|set| set["keys"].as_array().unwrap().clone())
+        .find(|k| k["kid"] == kid)
+        .unwrap()
+}
+
+fn kid_for(alg: &str) -> &'static str {
+    match alg {
+        "RS256" => "rsa2048",
+        "PS256" => "rsa3072",
+        "ES256" => "p256",
+        "EdDSA" => "ed25519",
+        _ => "hs",
+    }
+}
+
+fn signer(alg: &str) -> Signer {
+    let algorithm = jwtd::jose::Algorithm::from_name(alg).unwrap();
+    if alg == "HS256" {
+        let k = jwk("hs")["k"].as_str().unwrap().to_owned();
+        return Signer::hmac(&b64d(&k), algorithm).unwrap();
+    }
+    let pem = String::from_utf8(data(&format!("keys/{}.pem", kid_for(alg)))).unwrap();
+    Signer::from_pkcs8_pem(&pem, Some(algorithm)).unwrap()
+}
+
+/// A typical access token: registered claims, scopes, roles.
+fn claims(iss: &str, n: usize) -> Map<String, Value> {
+    json!({
+        "iss": iss, "sub": format!("user-{n}"), "aud": ["api", "billing"],
+        "exp": 4_000_000_000i64, "nbf": 1_600_000_000, "iat": 1_700_000_000,
+        "jti": format!("jti-{n:08}"), "scope": "orders:read orders:write profile",
+        "roles": ["admin", "support"], "tenant": "acme-corp",
+    })
+    .as_object()
+    .unwrap()
+    .clone()
+}
+
+fn trust() -> Trust {
+    let issuer = |iss: &str, jwks: Value| {
+        let (keys, _) = KeySet::from_jwks(jwks.to_string().as_bytes(), Origin::LocalFile).unwrap();
+        let policy = IssuerPolicy::new(iss)
+            .and_then(|p| p.with_audiences(vec!["api".into()]))
+            .unwrap();
+        TrustedIssuer {
+            policy: Arc::new(policy),
+            keys: KeyState::Loaded(Arc::new(keys)),
+        }
+    };
+    Trust::new([issuer(ISS, jwks()), issuer(HMAC_ISS, hmac_jwks())], 8192)
+}
+
+const LIMITS: Limits = Limits {
+    max_batch: 4096,
+    max_token_bytes: 8192,
+};
+
+fn engine(memo: bool) -> Arc<Engine> {
+    let config = if memo {
+        EngineConfig::default()
+    } else {
+        EngineConfig {
+            memo_entries: 0,
+            negative_entries: 0,
+            ..EngineConfig::default()
+        }
+    };
+    Arc::new(
+        Engine::new(
+            Registry::fixed(trust(), LIMITS),
+            Arc::new(SystemClock),
+            config,
+        )
+        .unwrap(),
+    )
+}
+
+/// The floor: aws-lc-rs with a key parsed once.
+enum Raw {
+    Public(ParsedPublicKey),
+    Hmac(Box<aws_lc_rs::hmac::Key>),
+}
+
+fn raw_key(alg: &str) -> Raw {
+    let jwk = jwk(kid_for(alg));
+    let s = |m: &str| b64d(jwk[m].as_str().unwrap());
+    match alg {
+        "RS256" | "PS256" => {
+            let params = if alg == "RS256" {
+                &signature::RSA_PKCS1_2048_8192_SHA256
+            } else {
+                &signature::RSA_PSS_2048_8192_SHA256
+            };
+            let (n, e) = (s("n"), s("e"));
+            Raw::Public(
+                RsaPublicKeyComponents {
+                    n: &n[..],
+                    e: &e[..],
+                }
+                .to_parsed_public_key(params)
+                .unwrap(),
+            )
+        }
+        "ES256" => {
+            let mut point = vec![4];
+            point.extend(s("x"));
+            point.extend(s("y"));
+            Raw::Public(ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point).unwrap())
+        }
+        "EdDSA" => Raw::Public(ParsedPublicKey::new(&signature::ED25519, s("x")).unwrap()),
+        _ => Raw::Hmac(aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            &s("k"),
+        )),
+    }
+}
+
+fn jsonwebtoken_key(alg: &str) -> (jsonwebtoken::DecodingKey, jsonwebtoken::Validation) {
+    let iss = iss_for(alg);
+    use jsonwebtoken::{Algorithm as A, DecodingKey, Validation};
+    let jwk = jwk(kid_for(alg));
+    let s = |m: &str| jwk[m].as_str().unwrap().to_owned();
+    let (key, algorithm) = match alg {
+        "RS256" => (
+            DecodingKey::from_rsa_components(&s("n"), &s("e")).unwrap(),
+            A::RS256,
+        ),
+        "PS256" => (
+            DecodingKey::from_rsa_components(&s("n"), &s("e")).unwrap(),
+            A::PS256,
+        ),
+        "ES256" => (
+            DecodingKey::from_ec_components(&s("x"), &s("y")).unwrap(),
+            A::ES256,
+        ),
+        "EdDSA" => (DecodingKey::from_ed_components(&s("x")).unwrap(), A::EdDSA),
+        _ => (DecodingKey::from_secret(&b64d(&s("k"))).unwrap(), A::HS256),
+    };
+    let mut validation = Validation::new(algorithm);
+    validation.set_audience(&["api"]);
+    validation.set_issuer(&[iss]);
+    validation.leeway = 60;
+    (key, validation)
+}
+
+fn per_token(c: &mut Criterion) {
+    let trust = trust();
+    let narrowing = Narrowing::default();
+    let warm = engine(true);
+    let mut group = c.benchmark_group("verify");
+    for alg in ALGS {
+        let token = signer(alg)
+            .sign(Some(kid_for(alg)), &claims(iss_for(alg), 0))
+            .unwrap();
+        let (input, sig) = token.rsplit_once('.').unwrap();
+        let sig = b64d(sig);
+        let raw = raw_key(alg);
+        group.bench_function(BenchmarkId::new("raw", alg), |b| {
+            b.iter(|| match &raw {
+                Raw::Public(key) => key
+                    .verify_sig(black_box(input.as_bytes()), black_box(&sig))
+                    .unwrap(),
+                Raw::Hmac(key) => {
+                    aws_lc_rs::hmac::verify(key, black_box(input.as_bytes()), black_box(&sig))
+                        .unwrap()
+                }
+            })
+        });
+        group.bench_function(BenchmarkId::new("cold", alg), |b| {
+            b.iter(|| {
+                let now = SystemClock.now();
+                verify(black_box(&token), &trust, &narrowing, now).unwrap()
+            })
+        });
+        let snapshot = warm.registry().snapshot();
+        let now = SystemClock.now();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(warm.verify_batch(
+            Arc::new(vec![token.clone()]),
+            Arc::new(Narrowing::default()),
+            CancelToken::default(),
+            result_of,
+        ))
+        .unwrap();
+        group.bench_function(BenchmarkId::new("memo_hit", alg), |b| {
+            b.iter(|| {
+                let digest = digest_of(black_box(&token));
+                let result = warm
+                    .answer_from_memo(&digest, &snapshot.trust, &narrowing, now, &result_of)
+                    .unwrap();
+                assert!(result.cached);
+                result
+            })
+        });
+        let (key, validation) = jsonwebtoken_key(alg);
+        group.bench_function(BenchmarkId::new("jsonwebtoken", alg), |b| {
+            b.iter(|| jsonwebtoken::decode::<Value>(black_box(&token), &key, &validation).unwrap())
+        });
+    }
+    group.finish();
+}
+
+fn distinct_rs256(n: usize) -> Vec<String> {
+    let signer = signer("RS256");
+    (0..n)
+        .map(|i| signer.sign(Some("rsa2048"), &claims(ISS, i)).unwrap())
+        .collect()
+}
+
+fn batches(c: &mut Criterion) {
+    let tokens = Arc::new(distinct_rs256(1024));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let run = |engine: &Arc<Engine>| {
+        let results = rt
+            .block_on(engine.verify_batch(
+                Arc::clone(&tokens),
+                Arc::new(Narrowing::default()),
+                CancelToken::default(),
+                result_of,
+            ))
+            .unwrap();
+        assert_eq!(results.len(), 1024);
+        results
+    };
+    let mut group = c.benchmark_group("batch");
+    group.sample_size(20);
+    let cold = engine(false);
+    group.bench_function(BenchmarkId::new("cold", 1024), |b| b.iter(|| run(&cold)));
+    let warm = engine(true);
+    run(&warm);
+    group.bench_function(BenchmarkId::new("hit", 1024), |b| b.iter(|| run(&warm)));
+    group.finish();
+
+    let mut group = c.benchmark_group("memo");
+    let snapshot = warm.registry().snapshot();
+    let narrowing = Narrowing::default();
+    let now = SystemClock.now();
+    let digests: Vec<_> = tokens.iter().map(|t| digest_of(t)).collect();
+    for threads in [1u64, 2] {
+        group.bench_function(BenchmarkId::new("hit_hot", threads), |b| {
+            b.iter_custom(|iters| {
+                let per_thread = iters / threads;
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for t in 0..threads {
+                        let (warm, snapshot, narrowing, tokens, digests) =
+                            (&warm, &snapshot, &narrowing, &tokens, &digests);
+                        s.spawn(move || {
+                            for n in 0..per_thread {
+                                let i = ((n + t * 512) % 1024) as usize;
+                                let digest = digest_of(black_box(&tokens[i]));
+                                debug_assert_eq!(digest, digests[i]);
+                                black_box(
+                                    warm.answer_from_memo(
+                                        &digest,
+                                        &snapshot.trust,
+                                        narrowing,
+                                        now,
+                                        &result_of,
+                                    )
+                                    .unwrap(),
+                                );
+                            }
+                        });
+                    }
+                });
+                start.elapsed()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = per_token, batches
+}
+criterion_main!(benches);

@@ -179,10 +179,10 @@ fn raw_key(alg: &str) -> Raw {
             Raw::Public(ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point).unwrap())
         }
         "EdDSA" => Raw::Public(ParsedPublicKey::new(&signature::ED25519, s("x")).unwrap()),
-        _ => Raw::Hmac(aws_lc_rs::hmac::Key::new(
+        _ => Raw::Hmac(Box::new(aws_lc_rs::hmac::Key::new(
             aws_lc_rs::hmac::HMAC_SHA256,
             &s("k"),
-        )),
+        ))),
     }
 }
 

@@ -46,7 +46,7 @@ fn main() {
             "exp": 1_700_003_600, "iat": 1_700_000_000, "jti": format!("{n:032x}"),
             "scope": "orders:read orders:write profile:read billing:read",
             "roles": ["customer", "beta-tester"], "tenant": "acme-corporation-eu-west",
-            "session": "x".repeat(160),
+            "session": "x".repeat(220),
         });
         signer
             .sign(Some("k1"), claims.as_object().unwrap())

@@ -384,3 +384,57 @@ proptest! {
         }
     }
 }
+
+#[tokio::test]
+async fn a_grpc_deadline_stops_the_batch() {
+    use jwtd::pb::VerifyRequest;
+    use jwtd::pb::verifier_service_client::VerifierServiceClient;
+
+    let engine = fixed_engine(clock());
+    let server = Server::start_engine(Arc::clone(&engine)).await;
+    let good = independent_token("ES256", &claims(ISS));
+    let (input, _) = good.rsplit_once('.').unwrap();
+    let tokens: Vec<String> = (0..4096u32)
+        .map(|i| {
+            let mut sig = [0u8; 64];
+            sig[..4].copy_from_slice(&i.to_be_bytes());
+            sig[4] = 1;
+            sig[36] = 1;
+            format!("{input}.{}", b64(&sig))
+        })
+        .collect();
+    let mut client = VerifierServiceClient::new(server.channel().await);
+    let mut request = tonic::Request::new(VerifyRequest {
+        tokens,
+        ..VerifyRequest::default()
+    });
+    request.set_timeout(Duration::from_millis(20));
+    let status = client.verify(request).await.expect_err("over its deadline");
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        ),
+        "{status:?}"
+    );
+    // Bounded wait for the pool to notice; then it must have stopped short.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut last = engine.tokens_checked();
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = engine.tokens_checked();
+        if now == last {
+            break;
+        }
+        last = now;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pool never settled"
+        );
+    }
+    assert!(
+        last < 4096,
+        "all 4096 tokens were checked after the deadline"
+    );
+    server.stop().await;
+}

@@ -11,7 +11,9 @@
 //! - `batch/cold/1024`, `batch/hit/1024`: 1024 distinct RS256 tokens through
 //!   the engine on every core, memo off and memo warm;
 //! - `memo/hit_hot/1`, `memo/hit_hot/2`: wall time per memo hit on a
-//!   1024-token hot set with one and two threads.
+//!   1024-token hot set with one and two threads;
+//! - `scaling/raw_rs256/1`, `scaling/raw_rs256/2`: the bare aws-lc-rs check on
+//!   one and two threads, the ceiling `batch/cold` can reach in the same run.
 
 #![allow(
     clippy::unwrap_used,
@@ -304,6 +306,41 @@ fn batches(c: &mut Criterion) {
     let warm = engine(true);
     run(&warm);
     group.bench_function(BenchmarkId::new("hit", 1024), |b| b.iter(|| run(&warm)));
+    group.finish();
+
+    // What two cores give the bare crypto in this run: the ceiling for
+    // batch/cold (wall time per verification, all threads together).
+    let raw = raw_key("RS256");
+    let inputs: Vec<(String, Vec<u8>)> = tokens
+        .iter()
+        .map(|t| {
+            let (input, sig) = t.rsplit_once('.').unwrap();
+            (input.to_owned(), b64d(sig))
+        })
+        .collect();
+    let mut group = c.benchmark_group("scaling");
+    for threads in [1u64, 2] {
+        group.bench_function(BenchmarkId::new("raw_rs256", threads), |b| {
+            b.iter_custom(|iters| {
+                let per_thread = iters / threads;
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for t in 0..threads {
+                        let (raw, inputs) = (&raw, &inputs);
+                        s.spawn(move || {
+                            for n in 0..per_thread {
+                                let (input, sig) = &inputs[((n + t * 512) % 1024) as usize];
+                                if let Raw::Public(key) = raw {
+                                    key.verify_sig(input.as_bytes(), sig).unwrap();
+                                }
+                            }
+                        });
+                    }
+                });
+                start.elapsed()
+            })
+        });
+    }
     group.finish();
 
     let mut group = c.benchmark_group("memo");

@@ -93,36 +93,39 @@ fn check_config_accepts_the_dev_config() {
     );
 }
 
+/// Runs `jwtd check-config` on a scratch config that must fail; its stderr.
+fn failing_check_config(name: &str, config: &str, via_env: bool) -> String {
+    let path = scratch(name, config);
+    let mut cmd = jwtd();
+    cmd.arg("check-config");
+    if via_env {
+        cmd.env("JWTD_CONFIG", &path);
+    } else {
+        cmd.arg("--config").arg(&path);
+    }
+    let out = cmd.output().expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    String::from_utf8(out.stderr).expect("utf8")
+}
+
 #[test]
 fn check_config_names_the_bad_key() {
-    let path = scratch(
+    let stderr = failing_check_config(
         "bad.toml",
         "[[issuers]]\nissuer = \"https://i\"\njwks_file = \"x.json\"\nalgorithms = [\"RS256\", \"HS1\"]\n",
+        false,
     );
-    let out = jwtd()
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8(out.stderr).expect("utf8");
     assert!(stderr.contains("issuers[0].algorithms"), "{stderr}");
     assert!(stderr.contains("\"HS1\""), "{stderr}");
 }
 
 #[test]
 fn check_config_reports_a_missing_key_file() {
-    let path = scratch(
+    let stderr = failing_check_config(
         "nokeys.toml",
         "[[issuers]]\nissuer = \"https://i\"\njwks_file = \"missing.json\"\n",
+        true,
     );
-    let out = jwtd()
-        .arg("check-config")
-        .env("JWTD_CONFIG", &path)
-        .output()
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8(out.stderr).expect("utf8");
     assert!(stderr.contains("missing.json"), "{stderr}");
 }
 

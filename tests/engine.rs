@@ -283,18 +283,7 @@ async fn a_disabled_memo_verifies_every_time() {
 #[tokio::test]
 async fn a_cancelled_batch_stops_early() {
     let engine = fixed_engine(clock());
-    // Distinct ES256 tokens with random signatures: each costs a full verify.
-    let good = independent_token("ES256", &claims(ISS));
-    let (input, _) = good.rsplit_once('.').unwrap();
-    let tokens: Vec<String> = (0..4096u32)
-        .map(|i| {
-            let mut sig = [0u8; 64];
-            sig[..4].copy_from_slice(&i.to_be_bytes());
-            sig[4] = 1;
-            sig[36] = 1;
-            format!("{input}.{}", b64(&sig))
-        })
-        .collect();
+    let tokens = expensive_distinct_tokens(4096);
     let cancel = CancelToken::default();
     let guard = cancel.guard();
     let batch = engine.verify_batch(
@@ -317,6 +306,22 @@ async fn a_cancelled_batch_stops_early() {
         checked < 4096,
         "the pool kept working after cancellation: {checked}"
     );
+}
+
+/// Distinct ES256 tokens with made-up signatures: each costs a full ECDSA
+/// verification before it is rejected.
+fn expensive_distinct_tokens(n: u32) -> Vec<String> {
+    let good = independent_token("ES256", &claims(ISS));
+    let (input, _) = good.rsplit_once('.').unwrap();
+    (0..n)
+        .map(|i| {
+            let mut sig = [0u8; 64];
+            sig[..4].copy_from_slice(&i.to_be_bytes());
+            sig[4] = 1;
+            sig[36] = 1;
+            format!("{input}.{}", b64(&sig))
+        })
+        .collect()
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -392,17 +397,7 @@ async fn a_grpc_deadline_stops_the_batch() {
 
     let engine = fixed_engine(clock());
     let server = Server::start_engine(Arc::clone(&engine)).await;
-    let good = independent_token("ES256", &claims(ISS));
-    let (input, _) = good.rsplit_once('.').unwrap();
-    let tokens: Vec<String> = (0..4096u32)
-        .map(|i| {
-            let mut sig = [0u8; 64];
-            sig[..4].copy_from_slice(&i.to_be_bytes());
-            sig[4] = 1;
-            sig[36] = 1;
-            format!("{input}.{}", b64(&sig))
-        })
-        .collect();
+    let tokens = expensive_distinct_tokens(4096);
     let mut client = VerifierServiceClient::new(server.channel().await);
     let mut request = tonic::Request::new(VerifyRequest {
         tokens,

@@ -24,10 +24,7 @@ fn valid_tokens() -> &'static [String] {
     TOKENS.get_or_init(|| {
         ["HS256", "RS256", "ES256", "EdDSA", "PS256"]
             .into_iter()
-            .map(|alg| {
-                let iss = if alg.starts_with("HS") { HMAC_ISS } else { ISS };
-                independent_token(alg, &claims(iss))
-            })
+            .map(|alg| independent_token(alg, &claims(iss_for(alg))))
             .collect()
     })
 }

@@ -89,6 +89,11 @@ pub fn claims(iss: &str) -> Value {
     json!({ "iss": iss, "sub": "alice", "aud": "api", "exp": NOW + 600, "iat": NOW, "scope": "read" })
 }
 
+/// The issuer whose keys verify `alg`: HMAC keys live apart from public keys.
+pub fn iss_for(alg: &str) -> &'static str {
+    if alg.starts_with("HS") { HMAC_ISS } else { ISS }
+}
+
 /// The fixture key that signs `alg` (kid = file name).
 pub fn key_for(alg: &str) -> &'static str {
     match alg {

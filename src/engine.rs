@@ -6,8 +6,8 @@
 //!
 //! Decisions:
 //! - **rayon pool, sized to the cores**, for signature checks: CPU work never
-//!   runs on tokio's reactor threads. A batch's misses are one `par_iter`, so
-//!   every core works on a large batch; the async task awaits a oneshot.
+//!   runs on tokio's reactor threads. Each chunk of misses is one `par_iter`,
+//!   so every core works on a large batch; the async task awaits oneshots.
 //! - **Memo hits never leave the calling task**: a hit is a SHA-256 and a
 //!   lookup (about 1 µs), cheaper than any hand-off. Misses go to the pool in
 //!   chunks of 64 distinct tokens as the scan finds them, so signature checks

@@ -31,7 +31,7 @@
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use aws_lc_rs::digest;
 
@@ -252,9 +252,6 @@ pub fn valid_until(now: UnixTime, exp: Option<i64>, leeway: i64, max_ttl: i64) -
     }
 }
 
-/// The shared handle the engine keeps.
-pub type SharedMemo<V> = Arc<Memo<V>>;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,10 +344,10 @@ mod tests {
 
     #[test]
     fn concurrent_hammering_stays_within_the_bound() {
-        let memo = Arc::new(Memo::new(256, 1 << 30));
+        let memo = std::sync::Arc::new(Memo::new(256, 1 << 30));
         std::thread::scope(|s| {
             for t in 0..4u32 {
-                let memo = Arc::clone(&memo);
+                let memo = std::sync::Arc::clone(&memo);
                 s.spawn(move || {
                     for n in 0..5_000u32 {
                         let key = d(t * 100_000 + n % 700);

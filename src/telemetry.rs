@@ -1,0 +1,185 @@
+//! Prometheus metrics: every metric name and label lives here, recorded
+//! through the `metrics` facade and served by metrics-exporter-prometheus
+//! (the well-kept exporter of that facade; it renders the text format and
+//! runs the `/metrics` listener, so nothing here writes exposition text).
+//! Without an installed recorder every call is a no-op, so the library and
+//! its tests pay nothing.
+//!
+//! Label values are bounded: `issuer` only ever takes a configured issuer or
+//! `unknown` (a token's own `iss` never becomes a label), `status` one of the
+//! fixed Status names, `result` and `code` fixed sets.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+
+use crate::pb;
+
+/// Verifications by issuer, status and whether the memo answered.
+pub const VERIFICATIONS: &str = "jwtd_verifications_total";
+/// Memo lookups that found a current entry.
+pub const MEMO_HITS: &str = "jwtd_memo_hits_total";
+/// Memo lookups that did not.
+pub const MEMO_MISSES: &str = "jwtd_memo_misses_total";
+/// Entries in the memo.
+pub const MEMO_ENTRIES: &str = "jwtd_memo_entries";
+/// Entries evicted to stay within the memo's bounds.
+pub const MEMO_EVICTIONS: &str = "jwtd_memo_evictions_total";
+/// Key-set loads by issuer and result (`ok`, `error`).
+pub const JWKS_FETCHES: &str = "jwtd_jwks_fetches_total";
+/// Keys in each issuer's current set.
+pub const KEYS_LOADED: &str = "jwtd_keys_loaded";
+/// When each issuer's keys last loaded (seconds since the epoch); seconds
+/// since then is `time() - jwtd_jwks_last_success_timestamp_seconds`.
+pub const JWKS_LAST_SUCCESS: &str = "jwtd_jwks_last_success_timestamp_seconds";
+/// Tokens per Verify call.
+pub const BATCH_SIZE: &str = "jwtd_batch_size";
+/// RPC latency by method and gRPC code.
+pub const RPC_SECONDS: &str = "jwtd_rpc_duration_seconds";
+/// RPCs being served.
+pub const IN_FLIGHT: &str = "jwtd_rpc_in_flight";
+
+/// Why the metrics listener could not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TelemetryError {
+    /// The exporter refused its configuration or could not bind.
+    #[error("cannot start the metrics listener on {addr}: {reason}")]
+    Metrics {
+        /// The configured `metrics_listen`.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Installs the global recorder and serves `/metrics` on `addr`. Must run
+/// inside a tokio runtime (the listener is spawned on it).
+pub fn serve_metrics(addr: SocketAddr) -> Result<(), TelemetryError> {
+    let fail = |e: metrics_exporter_prometheus::BuildError| TelemetryError::Metrics {
+        addr,
+        reason: e.to_string(),
+    };
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(
+            Matcher::Full(BATCH_SIZE.into()),
+            &[
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+            ],
+        )
+        .map_err(fail)?
+        .set_buckets_for_metric(
+            Matcher::Full(RPC_SECONDS.into()),
+            &[
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5,
+            ],
+        )
+        .map_err(fail)?
+        .install()
+        .map_err(fail)
+}
+
+/// One token's outcome. `issuer` must be a configured issuer or `None`.
+pub fn verification(issuer: Option<&str>, status: pb::Status, cached: bool) {
+    counter!(
+        VERIFICATIONS,
+        "issuer" => issuer.unwrap_or("unknown").to_owned(),
+        "status" => status.as_str_name(),
+        "cached" => if cached { "true" } else { "false" },
+    )
+    .increment(1);
+}
+
+/// Memo lookups of one batch.
+pub fn memo_lookups(hits: u64, misses: u64) {
+    counter!(MEMO_HITS).increment(hits);
+    counter!(MEMO_MISSES).increment(misses);
+}
+
+/// The memo's size and eviction count (absolute values).
+pub fn memo_state(entries: usize, evictions: usize) {
+    gauge!(MEMO_ENTRIES).set(entries as f64);
+    counter!(MEMO_EVICTIONS).absolute(evictions as u64);
+}
+
+/// A key-set load attempt for a configured issuer.
+pub fn key_load(issuer: &str, ok: bool, keys: usize, now_unix: f64) {
+    let result = if ok { "ok" } else { "error" };
+    counter!(JWKS_FETCHES, "issuer" => issuer.to_owned(), "result" => result).increment(1);
+    if ok {
+        gauge!(KEYS_LOADED, "issuer" => issuer.to_owned()).set(keys as f64);
+        gauge!(JWKS_LAST_SUCCESS, "issuer" => issuer.to_owned()).set(now_unix);
+    }
+}
+
+/// The size of one Verify batch.
+pub fn batch(size: usize) {
+    histogram!(BATCH_SIZE).record(size as f64);
+}
+
+/// Counts an RPC as in flight until dropped, then records its latency.
+#[derive(Debug)]
+pub struct RpcTimer {
+    method: &'static str,
+    started: std::time::Instant,
+    code: &'static str,
+}
+
+impl RpcTimer {
+    /// An RPC of `method` started now.
+    pub fn start(method: &'static str) -> Self {
+        gauge!(IN_FLIGHT, "method" => method).increment(1.0);
+        Self {
+            method,
+            started: std::time::Instant::now(),
+            code: "Cancelled",
+        }
+    }
+
+    /// The gRPC code the RPC ends with (default: Cancelled, for a dropped call).
+    pub fn finish(&mut self, code: tonic::Code) {
+        self.code = code_name(code);
+    }
+}
+
+impl Drop for RpcTimer {
+    fn drop(&mut self) {
+        gauge!(IN_FLIGHT, "method" => self.method).decrement(1.0);
+        let seconds = self.started.elapsed().as_secs_f64();
+        histogram!(RPC_SECONDS, "method" => self.method, "code" => self.code).record(seconds);
+    }
+}
+
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "Ok",
+        Cancelled => "Cancelled",
+        Unknown => "Unknown",
+        InvalidArgument => "InvalidArgument",
+        DeadlineExceeded => "DeadlineExceeded",
+        NotFound => "NotFound",
+        AlreadyExists => "AlreadyExists",
+        PermissionDenied => "PermissionDenied",
+        ResourceExhausted => "ResourceExhausted",
+        FailedPrecondition => "FailedPrecondition",
+        Aborted => "Aborted",
+        OutOfRange => "OutOfRange",
+        Unimplemented => "Unimplemented",
+        Internal => "Internal",
+        Unavailable => "Unavailable",
+        DataLoss => "DataLoss",
+        Unauthenticated => "Unauthenticated",
+    }
+}
+
+/// Seconds since the epoch, for timestamp gauges.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d: Duration| d.as_secs_f64())
+}

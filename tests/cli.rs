@@ -287,6 +287,40 @@ async fn serves_the_dev_config_and_stops_on_sigterm() {
     served.wait_for("jwtd stopped");
 }
 
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let path = scratch("json.toml", &dev_config_text());
+    let mut child = Running(
+        jwtd()
+            .args(["--log-format", "json", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starts"),
+    );
+    let stderr = child.0.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let ready = loop {
+        let line = lines.next().expect("a ready line").expect("utf8");
+        let object: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if object["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("jwtd ready"))
+        {
+            break object;
+        }
+    };
+    assert_eq!(ready["level"], "INFO");
+    assert!(
+        ready["fields"]["addr"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:"))
+    );
+}
+
 #[tokio::test]
 async fn sighup_reloads_the_config_and_keeps_it_when_the_new_one_is_bad() {
     let path = scratch("reload.toml", &dev_config_text());

@@ -7,7 +7,8 @@
 //!
 //! Label values are bounded: `issuer` only ever takes a configured issuer or
 //! `unknown` (a token's own `iss` never becomes a label), `status` one of the
-//! fixed Status names, `result` and `code` fixed sets.
+//! fixed Status names, `result` and `code` fixed sets. Verifications are
+//! counted once per batch and label set, not per token.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -83,15 +84,16 @@ pub fn serve_metrics(addr: SocketAddr) -> Result<(), TelemetryError> {
         .map_err(fail)
 }
 
-/// One token's outcome. `issuer` must be a configured issuer or `None`.
-pub fn verification(issuer: Option<&str>, status: pb::Status, cached: bool) {
+/// `count` outcomes with one label set. `issuer` must be a configured
+/// issuer or `None`.
+pub fn verifications(issuer: Option<&str>, status: pb::Status, cached: bool, count: u64) {
     counter!(
         VERIFICATIONS,
         "issuer" => issuer.unwrap_or("unknown").to_owned(),
         "status" => status.as_str_name(),
         "cached" => if cached { "true" } else { "false" },
     )
-    .increment(1);
+    .increment(count);
 }
 
 /// Memo lookups of one batch.

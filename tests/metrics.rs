@@ -85,9 +85,8 @@ async fn metrics_count_a_mixed_batch() {
         )),
         2.0
     );
-    // Claim rejections carry no issuer label (only outcomes tied to an
-    // issuer's keys do); an expired token is never memoized, so it is checked
-    // both times.
+    // Rejections carry no issuer label; an expired token is never memoized,
+    // so it is checked both times.
     assert_eq!(
         v(r#"jwtd_verifications_total{issuer="unknown",status="STATUS_EXPIRED",cached="false"}"#),
         2.0

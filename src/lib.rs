@@ -20,6 +20,7 @@ pub mod mint;
 pub mod policy;
 pub mod registry;
 pub mod server;
+mod sync;
 pub mod telemetry;
 pub mod verify;
 

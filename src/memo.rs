@@ -34,8 +34,10 @@
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+
+use crate::sync::lock;
 
 use aws_lc_rs::digest;
 
@@ -103,11 +105,6 @@ pub const ENTRY_OVERHEAD: usize = 32 + 64 + 16 + 32;
 
 /// Most eviction steps one insert performs.
 const EVICTION_STEPS: usize = 16;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The queue holds digests only; after a panic elsewhere it is still usable.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 impl<V: Send + Sync> Memo<V> {
     /// A memo of at most `max_entries` entries and about `max_bytes` bytes.

@@ -32,7 +32,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -43,6 +43,7 @@ use crate::config::{Config, ConfigError, IssuerConfig, KeySource, Limits, Refres
 use crate::keys::fetch::{FetchError, FetchLimits, Fetcher};
 use crate::keys::{KeySet, KeySetError, Origin, Refused};
 use crate::policy::{KeyState, Trust, TrustedIssuer};
+use crate::sync::lock;
 use crate::telemetry;
 
 /// What a request handler reads: the trusted issuers with their current keys,
@@ -125,12 +126,6 @@ impl Drop for Slot {
             task.abort();
         }
     }
-}
-
-/// A poisoned lock only means another thread panicked while holding it; the
-/// data (timestamps, handles) stays meaningful, so carry on.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The live key store.

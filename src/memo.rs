@@ -37,10 +37,9 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::sync::lock;
-
 use aws_lc_rs::digest;
 
+use crate::sync::lock;
 use crate::verify::UnixTime;
 
 /// The SHA-256 of a whole token.

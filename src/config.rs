@@ -35,12 +35,20 @@
 //! max_refresh_seconds = 3600
 //! max_stale_seconds = 86400
 //! kid_miss_wait_ms = 500
+//! [telemetry]                    # each key yields to its OTEL_* variable
+//! otlp_endpoint = "http://otel-collector:4317"   # unset: no trace export
+//! otlp_protocol = "grpc"         # or "http/protobuf"
+//! service_name = "jwtd"
+//! resource_attributes = { "deployment.environment" = "prod" }
+//! traces_sampler = "parentbased_traceidratio"
+//! traces_sampler_arg = 0.25
+//! max_queued_spans = 2048
 //! ```
 //!
 //! Durations in seconds may be fractional (`0.25`), which tests use to keep
 //! refresh and outage scenarios short.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -52,6 +60,7 @@ use crate::engine::EngineConfig;
 use crate::jose::{Algorithm, AlgorithmSet};
 use crate::keys::KeySetError;
 use crate::keys::fetch::FetchLimits;
+use crate::otel::{self, TelemetryConfig};
 use crate::policy::{IssuerPolicy, Leeway, PolicyError};
 
 /// Default listen address: loopback only, so a bare start exposes nothing.
@@ -121,7 +130,22 @@ struct RawConfig {
     #[serde(default)]
     cache: RawCache,
     #[serde(default)]
+    telemetry: RawTelemetry,
+    #[serde(default)]
     issuers: Vec<RawIssuer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTelemetry {
+    otlp_endpoint: Option<String>,
+    otlp_protocol: Option<String>,
+    service_name: Option<String>,
+    #[serde(default)]
+    resource_attributes: BTreeMap<String, String>,
+    traces_sampler: Option<String>,
+    traces_sampler_arg: Option<f64>,
+    max_queued_spans: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -232,7 +256,7 @@ pub enum Startup {
 }
 
 /// A validated configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The gRPC listen address.
     pub listen: SocketAddr,
@@ -246,6 +270,9 @@ pub struct Config {
     pub fetch: FetchLimits,
     /// Memo and verification pool (read at start; a reload keeps them).
     pub cache: EngineConfig,
+    /// Trace export; the `OTEL_*` variables override it at start
+    /// ([`crate::otel::TraceSettings::resolve`]).
+    pub telemetry: TelemetryConfig,
     /// Trusted issuers, in file order.
     pub issuers: Vec<IssuerConfig>,
 }
@@ -547,7 +574,10 @@ fn build_and_validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError
         });
     }
 
+    let telemetry = telemetry_config(raw.telemetry)?;
+
     Ok(Config {
+        telemetry,
         listen,
         metrics_listen,
         startup,
@@ -558,6 +588,69 @@ fn build_and_validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError
         fetch,
         cache,
         issuers,
+    })
+}
+
+fn telemetry_config(raw: RawTelemetry) -> Result<TelemetryConfig, ConfigError> {
+    let otlp_endpoint = match raw.otlp_endpoint {
+        Some(url) if url.trim().is_empty() => None,
+        Some(url) => {
+            let parsed = Url::parse(url.trim()).map_err(|e| {
+                invalid(
+                    "telemetry.otlp_endpoint",
+                    format!("{url:?} is not a URL: {e}"),
+                )
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(invalid(
+                    "telemetry.otlp_endpoint",
+                    format!("{url:?} must be an http:// or https:// URL"),
+                ));
+            }
+            Some(url.trim().to_owned())
+        }
+        None => None,
+    };
+    let otlp_protocol = raw
+        .otlp_protocol
+        .as_deref()
+        .map(otel::Protocol::parse)
+        .transpose()
+        .map_err(|e| invalid("telemetry.otlp_protocol", e))?;
+    if raw.traces_sampler_arg.is_some() && raw.traces_sampler.is_none() {
+        return Err(invalid(
+            "telemetry.traces_sampler_arg",
+            "is set without telemetry.traces_sampler",
+        ));
+    }
+    let sampler = raw
+        .traces_sampler
+        .as_deref()
+        .map(|name| {
+            let arg = raw.traces_sampler_arg.map(|a| a.to_string());
+            otel::SamplerChoice::parse(name, arg.as_deref())
+        })
+        .transpose()
+        .map_err(|e| invalid("telemetry.traces_sampler", e))?;
+    if raw.max_queued_spans == Some(0) {
+        return Err(invalid(
+            "telemetry.max_queued_spans",
+            "0 is not a positive count",
+        ));
+    }
+    if let Some(key) = raw.resource_attributes.keys().find(|k| k.trim().is_empty()) {
+        return Err(invalid(
+            "telemetry.resource_attributes",
+            format!("{key:?} is an empty key"),
+        ));
+    }
+    Ok(TelemetryConfig {
+        otlp_endpoint,
+        otlp_protocol,
+        service_name: raw.service_name.filter(|s| !s.trim().is_empty()),
+        resource_attributes: raw.resource_attributes,
+        sampler,
+        max_queued_spans: raw.max_queued_spans,
     })
 }
 
@@ -795,6 +888,54 @@ mod tests {
 
         let (key, _) = invalid_key("listen = \"127.0.0.1:1\"\n");
         assert_eq!(key, "issuers");
+    }
+
+    #[test]
+    fn the_telemetry_section_mirrors_the_otel_variables() {
+        let c = parse(MINIMAL).expect("valid");
+        assert_eq!(c.telemetry, TelemetryConfig::default(), "off by default");
+        let c = parse(&format!(
+            "[telemetry]\notlp_endpoint = \"http://collector:4318\"\n\
+             otlp_protocol = \"http/protobuf\"\nservice_name = \"edge-jwtd\"\n\
+             resource_attributes = {{ \"deployment.environment\" = \"prod\" }}\n\
+             traces_sampler = \"parentbased_traceidratio\"\ntraces_sampler_arg = 0.25\n\
+             max_queued_spans = 512\n{MINIMAL}"
+        ))
+        .expect("valid");
+        let t = &c.telemetry;
+        assert_eq!(t.otlp_endpoint.as_deref(), Some("http://collector:4318"));
+        assert_eq!(t.otlp_protocol, Some(otel::Protocol::HttpProtobuf));
+        assert_eq!(t.service_name.as_deref(), Some("edge-jwtd"));
+        assert_eq!(t.resource_attributes["deployment.environment"], "prod");
+        assert_eq!(
+            t.sampler,
+            Some(otel::SamplerChoice {
+                parent_based: true,
+                ratio: 0.25
+            })
+        );
+        assert_eq!(t.max_queued_spans, Some(512));
+        for (text, key) in [
+            (
+                "otlp_endpoint = \"collector:4317\"",
+                "telemetry.otlp_endpoint",
+            ),
+            (
+                "otlp_endpoint = \"ftp://collector\"",
+                "telemetry.otlp_endpoint",
+            ),
+            ("otlp_protocol = \"http/json\"", "telemetry.otlp_protocol"),
+            ("traces_sampler = \"often\"", "telemetry.traces_sampler"),
+            (
+                "traces_sampler = \"traceidratio\"\ntraces_sampler_arg = 2.0",
+                "telemetry.traces_sampler",
+            ),
+            ("traces_sampler_arg = 0.5", "telemetry.traces_sampler_arg"),
+            ("max_queued_spans = 0", "telemetry.max_queued_spans"),
+        ] {
+            let (got, _) = invalid_key(&format!("[telemetry]\n{text}\n{MINIMAL}"));
+            assert_eq!(got, key, "{text}");
+        }
     }
 
     #[test]

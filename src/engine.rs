@@ -29,13 +29,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rayon::prelude::*;
+use tracing::Instrument as _;
 
 use crate::clock::Clock;
 use crate::memo::{self, Digest, Memo};
 use crate::policy::{Narrowing, Trust};
 use crate::registry::{Registry, Snapshot};
-use crate::telemetry;
 use crate::verify::{self, Authenticated, Failure, Negative, Rejection, UnixTime, Verified};
+use crate::{otel, telemetry};
 
 /// Memo and pool settings (`[cache]` in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,6 +306,8 @@ impl Engine {
         // the cores start on signatures before the batch is fully scanned.
         let mut chunk: Vec<Work> = Vec::new();
         let mut pending = Vec::new();
+        // Opened at the first hand-off to the pool, closed when all is back.
+        let mut pool_span = tracing::Span::none();
         let mut hits = 0u64;
         for (i, token) in tokens.iter().enumerate() {
             if token.len() > max_bytes {
@@ -330,6 +333,9 @@ impl Engine {
                     slot.insert(i);
                     chunk.push(Work { digest, index: i });
                     if chunk.len() == POOL_CHUNK {
+                        if pending.is_empty() {
+                            pool_span = otel::verify_span();
+                        }
                         let work = std::mem::take(&mut chunk);
                         pending.push(self.spawn_on_pool(Arc::clone(&snapshot), &job, work, false));
                     }
@@ -337,19 +343,30 @@ impl Engine {
             }
         }
         if !chunk.is_empty() {
+            if pending.is_empty() {
+                pool_span = otel::verify_span();
+            }
             pending.push(self.spawn_on_pool(Arc::clone(&snapshot), &job, chunk, false));
         }
         let misses = results.iter().filter(|r| r.is_none()).count() as u64;
         telemetry::memo_lookups(hits, misses);
+        if otel::enabled() {
+            // The caller's batch span declares these fields.
+            let batch = tracing::Span::current();
+            batch.record("memo.hits", hits as i64);
+            batch.record("memo.misses", misses as i64);
+            pool_span.record("jwtd.tokens", seen.len() as i64);
+        }
 
         let mut kid_misses = Vec::new();
         let mut outcomes = Vec::new();
         for rx in pending {
-            let (rendered, checked, missed) = collect(rx).await?;
+            let (rendered, checked, missed) = collect(rx).instrument(pool_span.clone()).await?;
             place(&mut results, rendered);
             outcomes.extend(checked);
             kid_misses.extend(missed);
         }
+        drop(pool_span);
         if !kid_misses.is_empty() {
             // Unknown kids: refresh those issuers once, then check those
             // tokens again (against the new keys when the refresh made it in
@@ -358,7 +375,8 @@ impl Engine {
                 .iter()
                 .map(|(_, issuer)| issuer.clone())
                 .collect();
-            self.refresh_for_kid_misses(issuers).await;
+            let span = otel::kid_miss_span(issuers.len());
+            self.refresh_for_kid_misses(issuers).instrument(span).await;
             let again = kid_misses.into_iter().map(|(w, _)| w).collect();
             let rx = self.spawn_on_pool(self.registry.snapshot(), &job, again, true);
             let (rendered, checked, _) = collect(rx).await?;
@@ -469,7 +487,8 @@ impl Engine {
         let mut waits = tokio::task::JoinSet::new();
         for issuer in missed {
             let registry = Arc::clone(&self.registry);
-            waits.spawn(async move { registry.kid_miss(&issuer).await });
+            // In the caller's span, so the refresh it triggers links to it.
+            waits.spawn(async move { registry.kid_miss(&issuer).await }.in_current_span());
         }
         while waits.join_next().await.is_some() {}
     }

@@ -13,13 +13,14 @@
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 use crate::engine::{CancelToken, Engine, EngineError};
 use crate::pb;
 use crate::policy::Narrowing;
 use crate::registry::Snapshot;
-use crate::telemetry;
 use crate::verify::{Rejection, Verified};
+use crate::{otel, telemetry};
 
 /// Most audiences one request may name.
 pub const MAX_REQUEST_AUDIENCES: usize = 64;
@@ -88,48 +89,95 @@ impl pb::verifier_service_server::VerifierService for VerifierApi {
         &self,
         request: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
-        let mut timer = telemetry::RpcTimer::start(VERIFY_METHOD);
-        let request = request.into_inner();
-        let narrowing = match Self::narrowing(&self.engine.registry().snapshot(), &request) {
-            Ok(narrowing) => narrowing,
-            Err(status) => {
-                timer.finish(status.code());
-                return Err(status);
-            }
-        };
+        let mut call = Call::start(VERIFY_METHOD, &request);
+        let span = call.span.clone();
+        let outcome = self
+            .verify_call(request.into_inner())
+            .instrument(span)
+            .await;
+        call.finish(match &outcome {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        });
+        outcome.map(Response::new)
+    }
+}
+
+impl VerifierApi {
+    async fn verify_call(&self, request: pb::VerifyRequest) -> Result<pb::VerifyResponse, Status> {
+        let snapshot = self.engine.registry().snapshot();
+        let narrowing = Self::narrowing(&snapshot, &request)?;
         telemetry::batch(request.tokens.len());
         if request.tokens.is_empty() {
-            timer.finish(tonic::Code::Ok);
-            return Ok(Response::new(pb::VerifyResponse::default()));
+            return Ok(pb::VerifyResponse::default());
         }
+        let batch = otel::batch_span(request.tokens.len());
+        let tokens = Arc::new(request.tokens);
         // Dropped with this future (deadline passed, caller gone): the pool
         // then skips the rest of the batch.
         let cancel = CancelToken::default();
         let guard = cancel.guard();
         let results = self
             .engine
-            .verify_batch(
-                Arc::new(request.tokens),
-                Arc::new(narrowing),
-                cancel,
-                result_of,
-            )
+            .verify_batch(Arc::clone(&tokens), Arc::new(narrowing), cancel, result_of)
+            .instrument(batch.clone())
             .await
             .map_err(|e| match e {
                 EngineError::Cancelled => Status::cancelled("the call was cancelled"),
                 other => Status::internal(other.to_string()),
-            });
-        let results = match results {
-            Ok(results) => results,
-            Err(status) => {
-                timer.finish(status.code());
-                return Err(status);
-            }
-        };
+            })?;
         guard.disarm();
-        count_results(&results);
-        timer.finish(tonic::Code::Ok);
-        Ok(Response::new(pb::VerifyResponse { results }))
+        let statuses = count_results(&results);
+        if otel::enabled() {
+            otel::record_statuses(&batch, statuses.iter().map(|(s, n)| (s.as_str_name(), *n)));
+            // Events only for rejections, and only when they are exported.
+            let rejected = statuses.iter().any(|(s, _)| *s != pb::Status::Valid);
+            if rejected && otel::is_sampled(&batch) {
+                let _inside = batch.enter();
+                for (token, result) in tokens.iter().zip(&results) {
+                    if result.status != pb::Status::Valid as i32 {
+                        let status =
+                            pb::Status::try_from(result.status).unwrap_or(pb::Status::Unspecified);
+                        let facts = otel::token_facts(token, &snapshot.trust);
+                        otel::reject_event(status.as_str_name(), &facts);
+                    }
+                }
+            }
+        }
+        Ok(pb::VerifyResponse { results })
+    }
+}
+
+/// One RPC as metrics and traces see it: in flight until dropped, then its
+/// latency and code recorded (Cancelled unless [`Call::finish`] said else).
+#[derive(Debug)]
+pub struct Call {
+    timer: telemetry::RpcTimer,
+    /// The server span (disabled when tracing is off).
+    pub span: tracing::Span,
+    code: tonic::Code,
+}
+
+impl Call {
+    /// A call of `method` starting now, continuing the caller's trace.
+    pub fn start<T>(method: &'static str, request: &Request<T>) -> Self {
+        Self {
+            timer: telemetry::RpcTimer::start(method),
+            span: otel::rpc_span(method, request.metadata(), request.local_addr()),
+            code: tonic::Code::Cancelled,
+        }
+    }
+
+    /// The code the call ends with.
+    pub fn finish(&mut self, code: tonic::Code) {
+        self.code = code;
+        self.timer.finish(code);
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        otel::record_code(&self.span, self.code);
     }
 }
 
@@ -166,7 +214,8 @@ pub const VERIFY_METHOD: &str = "jwtd.v1.VerifierService/Verify";
 /// per token that would show next to a ~1 µs memo hit). The issuer label is
 /// the issuer of a VALID token, which is always a configured issuer; other
 /// outcomes count as `unknown`, so nothing a token claims becomes a label.
-fn count_results(results: &[pb::VerifyResult]) {
+/// Returns the count per status, for the batch span.
+fn count_results(results: &[pb::VerifyResult]) -> Vec<(pb::Status, u64)> {
     /// (issuer, status, cached)
     type Labels<'a> = (Option<&'a str>, i32, bool);
     let mut counts: Vec<(Labels<'_>, u64)> = Vec::new();
@@ -180,10 +229,16 @@ fn count_results(results: &[pb::VerifyResult]) {
             None => counts.push((key, 1)),
         }
     }
+    let mut statuses: Vec<(pb::Status, u64)> = Vec::new();
     for ((issuer, status, cached), n) in counts {
         let status = pb::Status::try_from(status).unwrap_or(pb::Status::Unspecified);
         telemetry::verifications(issuer, status, cached, n);
+        match statuses.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, total)) => *total += n,
+            None => statuses.push((status, n)),
+        }
     }
+    statuses
 }
 
 /// One token's wire result; `cached` when the expensive work came from the memo.

@@ -5,7 +5,8 @@
 //! [`claims`] parse, [`keys`] turns JWK Sets into aws-lc-rs keys, [`config`]
 //! reads and validates the TOML, [`registry`] keeps every issuer's keys fresh
 //! and publishes snapshots, [`grpc`] maps results to the wire, [`server`]
-//! assembles the tonic server, and [`mint`] signs development tokens.
+//! assembles the tonic server, [`telemetry`] and [`otel`] count and trace it,
+//! and [`mint`] signs development tokens.
 
 pub mod claims;
 pub mod clock;
@@ -17,6 +18,7 @@ mod json;
 pub mod keys;
 pub mod memo;
 pub mod mint;
+pub mod otel;
 pub mod policy;
 pub mod registry;
 pub mod server;

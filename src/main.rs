@@ -12,6 +12,7 @@ use jwtd::config::Config;
 use jwtd::engine::Engine;
 use jwtd::jose::Algorithm;
 use jwtd::mint::Signer;
+use jwtd::otel::{self, TraceSettings, Tracing};
 use jwtd::policy::{KeyState, TrustedIssuer};
 use jwtd::registry::{self, Registry};
 use jwtd::server;
@@ -91,7 +92,6 @@ const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -101,15 +101,33 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logs(format: LogFormat) {
+/// Logs to stderr, filtered by RUST_LOG; with `tracing`, jwtd's spans (and
+/// warnings and errors, as span events) also go to OpenTelemetry. Log lines
+/// inside a traced call carry its `trace_id` and `span_id` (fields of the
+/// call's span), so a log search and a trace search meet.
+fn init_logs(format: LogFormat, tracing: Option<&Tracing>) {
+    use tracing_subscriber::filter::{FilterExt as _, filter_fn};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{Layer as _, Registry};
+
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => logs.json().with_current_span(true).init(),
-    }
+    // Per-token rejection events are for traces only.
+    let logged = filter.and(filter_fn(|m| !(m.is_event() && m.target() == otel::TARGET)));
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs: Box<dyn tracing_subscriber::Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Human => logs.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .boxed(),
+    };
+    let traces = tracing.map(Tracing::layer);
+    tracing_subscriber::registry()
+        .with(logs.with_filter(logged))
+        .with(traces)
+        .init();
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -123,10 +141,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let config = Config::load(&path)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
-    match command {
-        Command::CheckConfig => runtime.block_on(check_config(&config)),
-        _ => runtime.block_on(serve(path, config)),
+    if let Command::CheckConfig = command {
+        init_logs(cli.log_format, None);
+        TraceSettings::resolve(&config.telemetry, |name| std::env::var(name).ok())?;
+        return runtime.block_on(check_config(&config));
     }
+    let settings = TraceSettings::resolve(&config.telemetry, |name| std::env::var(name).ok())?;
+    // The gRPC exporter's channel lives on the runtime: build it inside.
+    let tracing = match &settings {
+        Some(settings) => Some(runtime.block_on(async { Tracing::start(settings) })?),
+        None => None,
+    };
+    init_logs(cli.log_format, tracing.as_ref());
+    if let Some(settings) = &settings {
+        tracing::info!(
+            endpoint = ?settings.endpoint,
+            protocol = ?settings.protocol,
+            service = %settings.service_name,
+            sampler = ?settings.sampler,
+            "exporting traces by OTLP"
+        );
+    }
+    let served = runtime.block_on(serve(path, config));
+    if let Some(tracing) = tracing {
+        // Flushes queued spans; blocking, and the exporter needs the runtime.
+        let _ = runtime.block_on(runtime.spawn_blocking(move || tracing.shutdown()));
+    }
+    served
 }
 
 /// Loads every issuer's keys once (fetching URL sources) and reports.

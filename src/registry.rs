@@ -38,13 +38,14 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use reqwest::Url;
 use tokio::sync::{Notify, watch};
+use tracing::Instrument as _;
 
 use crate::config::{Config, ConfigError, IssuerConfig, KeySource, Limits, RefreshPolicy, Startup};
 use crate::keys::fetch::{FetchError, FetchLimits, Fetcher};
 use crate::keys::{KeySet, KeySetError, Origin, Refused};
 use crate::policy::{KeyState, Trust, TrustedIssuer};
 use crate::sync::lock;
-use crate::telemetry;
+use crate::{otel, telemetry};
 
 /// What a request handler reads: the trusted issuers with their current keys,
 /// and the request limits.
@@ -106,6 +107,8 @@ struct KidMiss {
     last: Option<Instant>,
     /// The generation that refresh will publish.
     pending: Option<u64>,
+    /// The span of the request that triggered it, for the fetch span's link.
+    link: Option<opentelemetry::trace::SpanContext>,
 }
 
 /// The control side of one issuer's refresh task.
@@ -365,6 +368,7 @@ impl Registry {
                     let target = now + 1 + u64::from(slot.loading.load(Ordering::Acquire));
                     miss.last = Some(Instant::now());
                     miss.pending = Some(target);
+                    miss.link = otel::current_link();
                     slot.kick.notify_one();
                     Some(target)
                 }
@@ -464,6 +468,18 @@ async fn run(registry: Weak<Registry>, slot: Arc<Slot>, fetcher: Option<Fetcher>
             () = slot.kick.notified() => true,
         };
         slot.loading.store(true, Ordering::Release);
+        let link = if kicked {
+            lock(&slot.kid_miss).link.take()
+        } else {
+            None
+        };
+        let trigger = match (kicked, last_good.is_some() || failures > 0) {
+            (true, _) if link.is_some() => "kid_miss",
+            (true, _) => "kick",
+            (false, false) => "startup",
+            (false, true) => "schedule",
+        };
+        let span = fetch_span(&slot.source.source, &slot.issuer, trigger, link);
         let outcome = load(
             &slot,
             fetcher.as_ref(),
@@ -471,10 +487,13 @@ async fn run(registry: Weak<Registry>, slot: Arc<Slot>, fetcher: Option<Fetcher>
             kicked,
             &mut discovered,
         )
+        .instrument(span.clone())
         .await;
         let Some(registry) = registry.upgrade() else {
             return;
         };
+        let entered = span.enter();
+        record_fetch(&span, &outcome);
         wait = match outcome {
             Ok(Loaded::Unchanged) => next_interval(&policy, None, true),
             Ok(Loaded::Set(mut set, refused, max_age)) => {
@@ -521,8 +540,44 @@ async fn run(registry: Weak<Registry>, slot: Arc<Slot>, fetcher: Option<Fetcher>
                 }
             }
         };
+        drop(entered);
         slot.loading.store(false, Ordering::Release);
         slot.generation.send_modify(|g| *g += 1);
+    }
+}
+
+/// The span of a load: URL sources only (a file check every few seconds
+/// is not worth a trace).
+fn fetch_span(
+    source: &KeySource,
+    issuer: &str,
+    trigger: &'static str,
+    link: Option<opentelemetry::trace::SpanContext>,
+) -> tracing::Span {
+    let host = match source {
+        KeySource::File(_) => return tracing::Span::none(),
+        KeySource::JwksUri(url) | KeySource::Discovery(url) => url.host_str().unwrap_or(""),
+    };
+    otel::fetch_span(issuer, host, trigger, link)
+}
+
+fn record_fetch(span: &tracing::Span, outcome: &Result<Loaded, LoadError>) {
+    if span.is_none() {
+        return;
+    }
+    match outcome {
+        Ok(Loaded::Set(set, _, _)) => {
+            span.record("jwtd.fetch.result", "ok");
+            span.record("jwtd.keys_loaded", set.len() as i64);
+        }
+        Ok(Loaded::Unchanged) => {
+            span.record("jwtd.fetch.result", "unchanged");
+        }
+        Err(e) => {
+            span.record("jwtd.fetch.result", "error");
+            span.record("otel.status_code", "ERROR");
+            tracing::warn!(target: otel::TARGET, "key load failed: {e}");
+        }
     }
 }
 

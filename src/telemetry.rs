@@ -42,6 +42,11 @@ pub const RPC_SECONDS: &str = "jwtd_rpc_duration_seconds";
 /// RPCs being served.
 pub const IN_FLIGHT: &str = "jwtd_rpc_in_flight";
 
+/// Spans dropped because the export queue was full (collector slow or down).
+pub const SPANS_DROPPED: &str = "jwtd_trace_spans_dropped_total";
+/// Spans handed to the OTLP exporter, by result (`ok`, `error`).
+pub const SPANS_EXPORTED: &str = "jwtd_trace_spans_exported_total";
+
 /// Why the metrics listener could not start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -121,6 +126,17 @@ pub fn key_load(issuer: &str, ok: bool, keys: usize, now_unix: f64) {
 /// The size of one Verify batch.
 pub fn batch(size: usize) {
     histogram!(BATCH_SIZE).record(size as f64);
+}
+
+/// Spans dropped before export.
+pub fn spans_dropped(count: u64) {
+    counter!(SPANS_DROPPED).increment(count);
+}
+
+/// One export of `count` spans.
+pub fn spans_exported(ok: bool, count: u64) {
+    let result = if ok { "ok" } else { "error" };
+    counter!(SPANS_EXPORTED, "result" => result).increment(count);
 }
 
 /// Counts an RPC as in flight until dropped, then records its latency.

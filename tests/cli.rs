@@ -5,28 +5,13 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Stdio;
+
+mod support;
 
 use jwtd::pb::verifier_service_client::VerifierServiceClient;
 use jwtd::pb::{Status, VerifyRequest};
-
-/// Kills the child if the test fails before it stopped it.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn jwtd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jwtd"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("JWTD_CONFIG");
-    cmd
-}
+use support::process::{Running, Served, jwtd};
 
 fn scratch(name: &str, contents: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("jwtd-cli-test-{}", std::process::id()));
@@ -153,86 +138,6 @@ fn mint_refuses_an_algorithm_that_does_not_fit_the_key() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ES256 does not fit"));
-}
-
-/// A running `jwtd` with its stderr lines forwarded to a channel.
-struct Served {
-    child: Running,
-    lines: std::sync::mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Served {
-    fn start(config: &std::path::Path) -> Served {
-        let mut child = jwtd()
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starts");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Served {
-            child: Running(child),
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The first log line containing `needle`, waiting up to 20 s.
-    fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no log line with {needle:?}; saw {:#?}", self.seen),
-            }
-        }
-    }
-
-    fn address(&mut self) -> String {
-        let line = self.wait_for("jwtd ready");
-        let at = line.find("addr=").expect("ready line names the address") + 5;
-        line[at..]
-            .split_whitespace()
-            .next()
-            .expect("addr")
-            .to_owned()
-    }
-
-    fn signal(&self, name: &str) {
-        let sent = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.0.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(sent.success());
-    }
-
-    async fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.0.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(std::time::Instant::now() < deadline, "jwtd did not exit");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
 }
 
 /// The dev config on an ephemeral port, with absolute key paths.

@@ -5,6 +5,8 @@
 
 #![allow(dead_code, unreachable_pub)] // Each including binary uses a subset.
 
+pub mod rpc;
+
 use std::sync::Arc;
 
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};

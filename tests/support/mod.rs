@@ -3,6 +3,8 @@
 //! and a real jwtd server on an ephemeral port.
 #![allow(dead_code, unreachable_pub)] // Each test binary uses a subset.
 
+pub mod process;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

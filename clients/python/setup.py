@@ -36,6 +36,7 @@ class BuildPyWithStubs(build_py):
             raise SystemExit("grpc_tools.protoc failed on " + PROTO)
         for package in (out / "jwtd", out / "jwtd" / "v1"):
             (package / "__init__.py").touch()
+        (out / "jwtd" / "py.typed").touch()  # the .pyi stubs are the types
 
 
 setup(cmdclass={"build_py": BuildPyWithStubs})

@@ -100,9 +100,12 @@ class Claims:
     algorithm: str
     payload_json: bytes
 
-    def payload(self) -> dict:
+    def payload(self) -> dict[str, Any]:
         """The whole payload, for custom claims such as scopes."""
-        return json.loads(self.payload_json)
+        value = json.loads(self.payload_json)
+        if not isinstance(value, dict):  # jwtd only accepts JSON object payloads
+            raise ValueError("payload is not a JSON object")
+        return value
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ class Result:
 
 def _status_name(number: int) -> str:
     try:
-        return jwtd_pb2.Status.Name(number)
+        return str(jwtd_pb2.Status.Name(number))
     except ValueError:
         return f"STATUS_{number}"
 

@@ -29,6 +29,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/status"
 
@@ -63,7 +64,8 @@ func mustAbs(p string) string {
 }
 
 // TestMain starts a JWKS server that answers once then hangs (so a call
-// waiting on an unknown-kid refresh outlives its deadline), then jwtd.
+// waiting on an unknown-kid refresh outlives its deadline), then jwtd, and
+// runs the tests once jwtd's health says SERVING.
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -169,6 +171,22 @@ kid_miss_wait_ms = 30000
 	}
 	defer conn.Close()
 	client = jwtdv1.NewVerifierServiceClient(conn)
+	// The ready line comes before keys fetched from a URL are loaded: wait
+	// for health to report jwtd.v1.VerifierService SERVING.
+	health := healthpb.NewHealthClient(conn)
+	for i := 0; ; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		answer, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: "jwtd.v1.VerifierService"})
+		cancel()
+		if err == nil && answer.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			break
+		}
+		if i == 300 {
+			fmt.Fprintln(os.Stderr, "jwtd.v1.VerifierService not SERVING after 30 s:", answer, err)
+			return 2
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	return m.Run()
 }
 

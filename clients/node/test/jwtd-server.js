@@ -4,7 +4,8 @@
 // is written to a temp folder; its issuers read the repository's test key sets
 // (tests/data/keys), and one issuer fetches its keys from a JWKS server run by
 // this suite, which answers the first fetch and then hangs, so that a call
-// waiting on an unknown-kid refresh outlives its deadline.
+// waiting on an unknown-kid refresh outlives its deadline. The suite starts
+// once health reports jwtd.v1.VerifierService SERVING (every issuer loaded).
 
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,7 +13,11 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+
+import grpc from '@grpc/grpc-js';
+import protoLoader from '@grpc/proto-loader';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const KEYS = path.join(REPO, 'tests/data/keys');
@@ -76,6 +81,31 @@ kid_miss_wait_ms = 30000
 `;
 }
 
+/**
+ * Waits for health to say jwtd.v1.VerifierService is SERVING: the ready line
+ * comes before keys fetched from a URL are loaded.
+ */
+async function waitUntilServing(address, log) {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const definition = protoLoader.loadSync(path.join(here, 'health-v1-subset.proto'), { enums: String });
+  const { Health } = grpc.loadPackageDefinition(definition).grpc.health.v1;
+  const health = new Health(address, grpc.credentials.createInsecure());
+  try {
+    for (let i = 0; i < 300; i++) {
+      const answer = await new Promise((resolve, reject) =>
+        health.Check({ service: 'jwtd.v1.VerifierService' }, { deadline: Date.now() + 5000 }, (e, r) =>
+          e ? reject(e) : resolve(r),
+        ),
+      );
+      if (answer.status === 'SERVING') return;
+      await sleep(100);
+    }
+  } finally {
+    health.close();
+  }
+  throw new Error(`jwtd.v1.VerifierService not SERVING after 30 s:\n${log.join('\n')}`);
+}
+
 /** Starts jwtd; resolves to { address, stop() } once it printed its ready line. */
 export async function startJwtd() {
   const binary = process.env.JWTD_BIN ?? path.join(REPO, 'target/release/jwtd');
@@ -118,6 +148,7 @@ export async function startJwtd() {
         }
       });
     });
+    await waitUntilServing(address, log);
     return { address, stop };
   } catch (error) {
     await stop();

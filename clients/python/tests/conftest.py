@@ -4,7 +4,8 @@ JWTD_BIN names the binary (default: <repo>/target/release/jwtd). The config
 is written to a temp folder; its issuers read the repository's test key sets
 (tests/data/keys), and one issuer fetches its keys from a JWKS server run by
 this suite, which answers the first fetch and then hangs, so that a call
-waiting on an unknown-kid refresh outlives its deadline.
+waiting on an unknown-kid refresh outlives its deadline. The suite starts
+once health reports jwtd.v1.VerifierService SERVING (every issuer loaded).
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import os
 import queue
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from jwtd_client import Client
 
@@ -107,6 +111,20 @@ def jwtd_binary() -> Path:
     return binary
 
 
+def wait_until_serving(address: str, log: list[str]) -> None:
+    """Waits for health to say jwtd.v1.VerifierService is SERVING: the ready
+    line comes before keys fetched from a URL are loaded."""
+    request = health_pb2.HealthCheckRequest(service="jwtd.v1.VerifierService")
+    with grpc.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for _ in range(300):
+            answer = health.Check(request, timeout=5)
+            if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                return
+            time.sleep(0.1)
+    pytest.fail("jwtd.v1.VerifierService not SERVING after 30 s:\n" + "".join(log))
+
+
 @pytest.fixture(scope="session")
 def jwtd_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     jwks = HangingJwks()
@@ -145,6 +163,7 @@ def jwtd_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             fields = event.get("fields", {})
             if str(fields.get("message", "")).startswith("jwtd ready"):
                 address = fields["addr"]
+        wait_until_serving(address, log)
         yield address
     finally:
         proc.terminate()

@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -123,6 +124,8 @@ kid_miss_wait_ms = 30000
 		bin = filepath.Join(repo, "target", "release", "jwtd")
 	}
 	cmd := exec.Command(bin, "--log-format", "json", "--config", configPath)
+	// Linux: jwtd dies with this test binary, even when a test panics.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		panic(err)

@@ -122,6 +122,8 @@ export async function startJwtd() {
   });
   const log = [];
   const exited = new Promise((resolve) => child.once('exit', resolve));
+  // Also when the test process dies of an uncaught error before after().
+  process.once('exit', () => child.kill('SIGKILL'));
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     await exited;

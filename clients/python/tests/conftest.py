@@ -1,0 +1,181 @@
+"""Starts the real jwtd binary for the suite, on an ephemeral port.
+
+JWTD_BIN names the binary (default: <repo>/target/release/jwtd). The config
+is written to a temp folder; its issuers read the repository's test key sets
+(tests/data/keys), and one issuer fetches its keys from a JWKS server run by
+this suite, which answers the first fetch and then hangs, so that a call
+waiting on an unknown-kid refresh outlives its deadline. The suite starts
+once health reports jwtd.v1.VerifierService SERVING (every issuer loaded).
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import queue
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from jwtd_client import Client
+
+REPO = Path(__file__).resolve().parents[3]
+KEYS = REPO / "tests" / "data" / "keys"
+
+ISSUER = "https://issuer.test"  # public keys: tests/data/keys/jwks.json
+HMAC_ISSUER = "https://hmac.test"  # one oct secret: jwks-hmac.json
+SLOW_ISSUER = "https://slow.test"  # keys from the suite's hanging JWKS server
+AUDIENCE = "orders-api"
+MAX_BATCH = 8
+
+
+class HangingJwks:
+    """Serves jwks.json once, then holds every later request until closed."""
+
+    def __init__(self) -> None:
+        body = (KEYS / "jwks.json").read_bytes()
+        served = threading.Event()
+        self.release = threading.Event()
+        release = self.release
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if served.is_set():
+                    release.wait()
+                    self.send_error(503)
+                    return
+                served.set()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks.json"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def write_config(directory: Path, jwks_url: str) -> Path:
+    config = f"""
+listen = "127.0.0.1:0"
+metrics_listen = ""
+
+[limits]
+max_batch = {MAX_BATCH}
+
+[fetch]
+timeout_seconds = 120
+
+[[issuers]]
+issuer = "{ISSUER}"
+jwks_file = {json.dumps(str(KEYS / "jwks.json"))}
+audiences = ["{AUDIENCE}"]
+
+[[issuers]]
+issuer = "{HMAC_ISSUER}"
+jwks_file = {json.dumps(str(KEYS / "jwks-hmac.json"))}
+
+[[issuers]]
+issuer = "{SLOW_ISSUER}"
+jwks_uri = "{jwks_url}"
+allow_insecure_http = true
+kid_miss_wait_ms = 30000
+"""
+    path = directory / "jwtd.toml"
+    path.write_text(config)
+    return path
+
+
+def jwtd_binary() -> Path:
+    binary = Path(os.environ.get("JWTD_BIN", REPO / "target" / "release" / "jwtd"))
+    if not binary.is_file():
+        pytest.exit(f"no jwtd binary at {binary}: build it (cargo build --release) or set JWTD_BIN", returncode=2)
+    return binary
+
+
+def wait_until_serving(address: str, log: list[str]) -> None:
+    """Waits for health to say jwtd.v1.VerifierService is SERVING: the ready
+    line comes before keys fetched from a URL are loaded."""
+    request = health_pb2.HealthCheckRequest(service="jwtd.v1.VerifierService")
+    with grpc.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for _ in range(300):
+            answer = health.Check(request, timeout=5)
+            if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                return
+            time.sleep(0.1)
+    pytest.fail("jwtd.v1.VerifierService not SERVING after 30 s:\n" + "".join(log))
+
+
+@pytest.fixture(scope="session")
+def jwtd_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    jwks = HangingJwks()
+    config = write_config(tmp_path_factory.mktemp("jwtd"), jwks.url)
+    proc = subprocess.Popen(
+        [str(jwtd_binary()), "--log-format", "json", "--config", str(config)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: "queue.Queue[str | None]" = queue.Queue()
+    log: list[str] = []
+
+    def pump() -> None:  # keeps reading stderr so jwtd never blocks on it
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            log.append(line)
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    address = None
+    try:
+        while address is None:
+            try:
+                line = lines.get(timeout=30)
+            except queue.Empty:
+                pytest.fail("jwtd printed no ready line in 30 s:\n" + "".join(log))
+            if line is None:
+                pytest.fail(f"jwtd exited with {proc.wait()}:\n" + "".join(log))
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            fields = event.get("fields", {})
+            if str(fields.get("message", "")).startswith("jwtd ready"):
+                address = fields["addr"]
+        wait_until_serving(address, log)
+        yield address
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        jwks.close()
+
+
+@pytest.fixture(scope="session")
+def client(jwtd_address: str) -> Iterator[Client]:
+    with Client(jwtd_address, timeout=10.0) as c:
+        yield c

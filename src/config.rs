@@ -35,6 +35,25 @@
 //! max_refresh_seconds = 3600
 //! max_stale_seconds = 86400
 //! kid_miss_wait_ms = 500
+//! [server]
+//! drain_seconds = 5              # after SIGTERM: NOT_SERVING, still serving
+//! http2_keepalive_interval_seconds = 30
+//! http2_keepalive_timeout_seconds = 10
+//! max_connection_age_seconds = 300
+//! [tls]                          # optional; absent = plaintext
+//! cert_file = "tls/tls.crt"
+//! key_file = "tls/tls.key"
+//! client_ca_file = "tls/ca.crt"  # optional: require client certificates
+//! reload_seconds = 10
+//! [ext_authz]                    # Envoy's Check
+//! header = "authorization"
+//! prefix = "Bearer "
+//! allow_missing = false
+//! subject_header = "x-jwt-sub"
+//! issuer_header = "x-jwt-iss"
+//! claim_to_headers = { scope = "x-jwt-scope" }
+//! payload_header = ""            # e.g. "x-jwt-payload" (base64url)
+//! remove_authorization = false
 //! [telemetry]                    # each key yields to its OTEL_* variable
 //! otlp_endpoint = "http://otel-collector:4317"   # unset: no trace export
 //! otlp_protocol = "grpc"         # or "http/protobuf"
@@ -57,6 +76,7 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use crate::engine::EngineConfig;
+use crate::ext_authz::{ExtAuthzConfig, valid_header_name};
 use crate::jose::{Algorithm, AlgorithmSet};
 use crate::keys::KeySetError;
 use crate::keys::fetch::FetchLimits;
@@ -132,7 +152,44 @@ struct RawConfig {
     #[serde(default)]
     telemetry: RawTelemetry,
     #[serde(default)]
+    server: RawServer,
+    tls: Option<RawTls>,
+    #[serde(default)]
+    ext_authz: RawExtAuthz,
+    #[serde(default)]
     issuers: Vec<RawIssuer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    drain_seconds: Option<f64>,
+    http2_keepalive_interval_seconds: Option<f64>,
+    http2_keepalive_timeout_seconds: Option<f64>,
+    max_connection_age_seconds: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    client_ca_file: Option<PathBuf>,
+    reload_seconds: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExtAuthz {
+    header: Option<String>,
+    prefix: Option<String>,
+    allow_missing: Option<bool>,
+    subject_header: Option<String>,
+    issuer_header: Option<String>,
+    #[serde(default)]
+    claim_to_headers: BTreeMap<String, String>,
+    payload_header: Option<String>,
+    remove_authorization: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -255,6 +312,45 @@ pub enum Startup {
     Serve,
 }
 
+/// How connections are kept and let go (`[server]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// After SIGTERM: health says NOT_SERVING and jwtd keeps serving this
+    /// long, so the mesh stops routing to it, before it stops accepting.
+    pub drain: Duration,
+    /// HTTP/2 PING interval on idle connections.
+    pub http2_keepalive_interval: Duration,
+    /// How long a PING may go unanswered before the connection is closed.
+    pub http2_keepalive_timeout: Duration,
+    /// Connections are closed gracefully (GOAWAY) after this long, so
+    /// long-lived mesh connections rebalance across replicas.
+    pub max_connection_age: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            drain: Duration::from_secs(5),
+            http2_keepalive_interval: Duration::from_secs(30),
+            http2_keepalive_timeout: Duration::from_secs(10),
+            max_connection_age: Duration::from_secs(300),
+        }
+    }
+}
+
+/// TLS on the gRPC port (`[tls]`); mTLS when a client CA is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM CA bundle that client certificates must chain to.
+    pub client_ca_file: Option<PathBuf>,
+    /// How often the files are checked for changes.
+    pub reload: Duration,
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -270,6 +366,12 @@ pub struct Config {
     pub fetch: FetchLimits,
     /// Memo and verification pool (read at start; a reload keeps them).
     pub cache: EngineConfig,
+    /// Connection lifecycle.
+    pub server: ServerConfig,
+    /// TLS on the gRPC port; `None` serves plaintext (a sidecar's job).
+    pub tls: Option<TlsConfig>,
+    /// Envoy ext_authz Check.
+    pub ext_authz: ExtAuthzConfig,
     /// Trace export; the `OTEL_*` variables override it at start
     /// ([`crate::otel::TraceSettings::resolve`]).
     pub telemetry: TelemetryConfig,
@@ -575,8 +677,14 @@ fn build_and_validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError
     }
 
     let telemetry = telemetry_config(raw.telemetry)?;
+    let server = server_config(&raw.server)?;
+    let tls = raw.tls.map(|t| tls_config(t, base)).transpose()?;
+    let ext_authz = ext_authz_config(raw.ext_authz)?;
 
     Ok(Config {
+        server,
+        tls,
+        ext_authz,
         telemetry,
         listen,
         metrics_listen,
@@ -588,6 +696,99 @@ fn build_and_validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError
         fetch,
         cache,
         issuers,
+    })
+}
+
+fn server_config(raw: &RawServer) -> Result<ServerConfig, ConfigError> {
+    let defaults = ServerConfig::default();
+    let drain = match raw.drain_seconds {
+        Some(0.0) => Duration::ZERO,
+        other => seconds("server.drain_seconds", other, defaults.drain)?,
+    };
+    Ok(ServerConfig {
+        drain,
+        http2_keepalive_interval: seconds(
+            "server.http2_keepalive_interval_seconds",
+            raw.http2_keepalive_interval_seconds,
+            defaults.http2_keepalive_interval,
+        )?,
+        http2_keepalive_timeout: seconds(
+            "server.http2_keepalive_timeout_seconds",
+            raw.http2_keepalive_timeout_seconds,
+            defaults.http2_keepalive_timeout,
+        )?,
+        max_connection_age: seconds(
+            "server.max_connection_age_seconds",
+            raw.max_connection_age_seconds,
+            defaults.max_connection_age,
+        )?,
+    })
+}
+
+fn tls_config(raw: RawTls, base: &Path) -> Result<TlsConfig, ConfigError> {
+    Ok(TlsConfig {
+        cert_file: base.join(raw.cert_file),
+        key_file: base.join(raw.key_file),
+        client_ca_file: raw.client_ca_file.map(|p| base.join(p)),
+        reload: seconds(
+            "tls.reload_seconds",
+            raw.reload_seconds,
+            Duration::from_secs(10),
+        )?,
+    })
+}
+
+fn ext_authz_config(raw: RawExtAuthz) -> Result<ExtAuthzConfig, ConfigError> {
+    let defaults = ExtAuthzConfig::default();
+    let name = |key: &str, value: Option<String>, default: String, may_be_empty: bool| {
+        let value = value.unwrap_or(default);
+        if (may_be_empty && value.is_empty()) || valid_header_name(&value) {
+            Ok(value)
+        } else {
+            Err(invalid(
+                format!("ext_authz.{key}"),
+                format!("{value:?} is not a lower-case HTTP header name"),
+            ))
+        }
+    };
+    let header = name("header", raw.header, defaults.header, false)?;
+    let subject_header = name(
+        "subject_header",
+        raw.subject_header,
+        defaults.subject_header,
+        true,
+    )?;
+    let issuer_header = name(
+        "issuer_header",
+        raw.issuer_header,
+        defaults.issuer_header,
+        true,
+    )?;
+    let payload_header = name(
+        "payload_header",
+        raw.payload_header,
+        defaults.payload_header,
+        true,
+    )?;
+    for (claim, h) in &raw.claim_to_headers {
+        if claim.is_empty() || !valid_header_name(h) {
+            return Err(invalid(
+                format!("ext_authz.claim_to_headers.{claim}"),
+                format!("{h:?} is not a lower-case HTTP header name"),
+            ));
+        }
+    }
+    Ok(ExtAuthzConfig {
+        header,
+        prefix: raw.prefix.unwrap_or(defaults.prefix),
+        allow_missing: raw.allow_missing.unwrap_or(defaults.allow_missing),
+        subject_header,
+        issuer_header,
+        claim_to_headers: raw.claim_to_headers,
+        payload_header,
+        remove_authorization: raw
+            .remove_authorization
+            .unwrap_or(defaults.remove_authorization),
     })
 }
 
@@ -934,6 +1135,56 @@ mod tests {
             ("max_queued_spans = 0", "telemetry.max_queued_spans"),
         ] {
             let (got, _) = invalid_key(&format!("[telemetry]\n{text}\n{MINIMAL}"));
+            assert_eq!(got, key, "{text}");
+        }
+    }
+
+    #[test]
+    fn server_tls_and_ext_authz_sections() {
+        let c = parse(MINIMAL).expect("valid");
+        assert_eq!(c.server, ServerConfig::default());
+        assert_eq!(c.server.drain, Duration::from_secs(5));
+        assert_eq!(c.tls, None);
+        assert_eq!(c.ext_authz, ExtAuthzConfig::default());
+        let c = parse(&format!(
+            "[server]\ndrain_seconds = 0\nmax_connection_age_seconds = 60\n\
+             [tls]\ncert_file = \"tls/tls.crt\"\nkey_file = \"/abs/tls.key\"\nclient_ca_file = \"ca.crt\"\n\
+             [ext_authz]\nheader = \"x-token\"\nprefix = \"\"\nallow_missing = true\n\
+             claim_to_headers = {{ scope = \"x-jwt-scope\" }}\npayload_header = \"x-jwt-payload\"\n\
+             remove_authorization = true\n{MINIMAL}"
+        ))
+        .expect("valid");
+        assert_eq!(c.server.drain, Duration::ZERO);
+        assert_eq!(c.server.max_connection_age, Duration::from_secs(60));
+        let tls = c.tls.expect("tls");
+        assert_eq!(tls.cert_file, PathBuf::from("/etc/jwtd/tls/tls.crt"));
+        assert_eq!(tls.key_file, PathBuf::from("/abs/tls.key"));
+        assert_eq!(tls.client_ca_file, Some(PathBuf::from("/etc/jwtd/ca.crt")));
+        assert_eq!(c.ext_authz.header, "x-token");
+        assert_eq!(c.ext_authz.prefix, "");
+        assert!(c.ext_authz.allow_missing && c.ext_authz.remove_authorization);
+        assert_eq!(c.ext_authz.claim_to_headers["scope"], "x-jwt-scope");
+        for (text, key) in [
+            ("[server]\ndrain_seconds = -1", "server.drain_seconds"),
+            (
+                "[server]\nmax_connection_age_seconds = 0",
+                "server.max_connection_age_seconds",
+            ),
+            (
+                "[ext_authz]\nheader = \"Authorization\"",
+                "ext_authz.header",
+            ),
+            ("[ext_authz]\nheader = \"\"", "ext_authz.header"),
+            (
+                "[ext_authz]\nsubject_header = \"x sub\"",
+                "ext_authz.subject_header",
+            ),
+            (
+                "[ext_authz]\nclaim_to_headers = { scope = \"X-Scope\" }",
+                "ext_authz.claim_to_headers.scope",
+            ),
+        ] {
+            let (got, _) = invalid_key(&format!("{text}\n{MINIMAL}"));
             assert_eq!(got, key, "{text}");
         }
     }

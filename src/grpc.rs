@@ -215,7 +215,7 @@ pub const VERIFY_METHOD: &str = "jwtd.v1.VerifierService/Verify";
 /// the issuer of a VALID token, which is always a configured issuer; other
 /// outcomes count as `unknown`, so nothing a token claims becomes a label.
 /// Returns the count per status, for the batch span.
-fn count_results(results: &[pb::VerifyResult]) -> Vec<(pb::Status, u64)> {
+pub(crate) fn count_results(results: &[pb::VerifyResult]) -> Vec<(pb::Status, u64)> {
     /// (issuer, status, cached)
     type Labels<'a> = (Option<&'a str>, i32, bool);
     let mut counts: Vec<(Labels<'_>, u64)> = Vec::new();

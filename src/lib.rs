@@ -4,7 +4,8 @@
 //! a [`policy::Trust`] snapshot and the time. Around it: [`jose`] and
 //! [`claims`] parse, [`keys`] turns JWK Sets into aws-lc-rs keys, [`config`]
 //! reads and validates the TOML, [`registry`] keeps every issuer's keys fresh
-//! and publishes snapshots, [`grpc`] maps results to the wire, [`server`]
+//! and publishes snapshots, [`grpc`] maps results to the wire (and
+//! [`ext_authz`] to Envoy's Check), [`server`]
 //! assembles the tonic server, [`telemetry`] and [`otel`] count and trace it,
 //! and [`mint`] signs development tokens.
 
@@ -12,6 +13,7 @@ pub mod claims;
 pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod ext_authz;
 pub mod grpc;
 pub mod jose;
 mod json;
@@ -24,6 +26,7 @@ pub mod registry;
 pub mod server;
 mod sync;
 pub mod telemetry;
+pub mod tls;
 pub mod verify;
 
 /// The generated protobuf types and tonic service of `proto/jwtd/v1/jwtd.proto`.

@@ -22,8 +22,9 @@ use tracing_subscriber::EnvFilter;
 
 /// jwtd verifies JSON Web Tokens for other services over gRPC.
 ///
-/// With no command, jwtd serves: Verify (jwtd.v1.VerifierService), gRPC
-/// health and server reflection on the configured `listen` address. Logs go to
+/// With no command, jwtd serves: Verify (jwtd.v1.VerifierService), Envoy's
+/// Check (envoy.service.auth.v3.Authorization), gRPC health and server
+/// reflection on the configured `listen` address. Logs go to
 /// stderr; RUST_LOG filters them (default "info").
 #[derive(Debug, Parser)]
 #[command(name = "jwtd", version, propagate_version = true)]
@@ -49,7 +50,7 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve Verify, health and reflection (the default).
+    /// Serve Verify, Check, health and reflection (the default).
     Serve,
     /// Validate the config and load every key set, then exit: 0 when good,
     /// 1 with a message naming the key and the problem when not.
@@ -87,7 +88,8 @@ struct MintArgs {
     claims: Vec<String>,
 }
 
-/// How long in-flight calls may take to finish after SIGTERM or SIGINT.
+/// How long in-flight calls may take to finish after SIGTERM or SIGINT and
+/// the drain period.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn main() -> ExitCode {
@@ -183,6 +185,9 @@ async fn check_config(config: &Config) -> anyhow::Result<()> {
         }
         keys += set.len();
     }
+    if let Some(tls) = &config.tls {
+        jwtd::tls::server_config(tls).context("[tls]")?;
+    }
     println!(
         "config ok: {} issuer(s), {keys} usable key(s), listen {}",
         config.issuers.len(),
@@ -200,6 +205,10 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
     for (issuer, r) in refused {
         tracing::warn!(%issuer, "refused {r}");
     }
+    if let Some(tls) = &config.tls {
+        // Refuse bad certificate files now, not after the ready line.
+        jwtd::tls::server_config(tls)?;
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -211,14 +220,26 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
             "issuer configured"
         );
     }
-    tracing::info!(%addr, "jwtd ready: serving jwtd.v1.VerifierService, grpc.health.v1 and reflection");
+    let scheme = if config.tls.is_some() {
+        "TLS"
+    } else {
+        "plaintext"
+    };
+    tracing::info!(%addr, scheme, "jwtd ready: serving jwtd.v1.VerifierService, envoy.service.auth.v3.Authorization, grpc.health.v1 and reflection");
     let reloads = tokio::spawn(reload_on_sighup(path, config.listen, Arc::clone(&registry)));
 
-    // In-flight calls get DRAIN_LIMIT to finish after the signal; clients
-    // that keep idle connections open cannot hold the process past it.
+    // After the signal: readiness flips, calls are served for the drain
+    // period, then in-flight calls get DRAIN_LIMIT to finish; clients that
+    // keep idle connections open cannot hold the process past it.
     let (signalled, mut drain) = tokio::sync::watch::channel(false);
     let engine = Arc::new(Engine::new(registry, Arc::new(SystemClock), config.cache)?);
-    let serving = server::serve(listener, engine, async move {
+    let options = server::ServeOptions {
+        server: config.server,
+        tls: config.tls.clone(),
+        ext_authz: config.ext_authz.clone(),
+    };
+    let limit = config.server.drain + DRAIN_LIMIT;
+    let serving = server::serve_with(listener, engine, options, async move {
         shutdown_signal().await;
         let _ = signalled.send(true);
     });
@@ -226,8 +247,8 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
         result = serving => result?,
         _ = async {
             let _ = drain.wait_for(|s| *s).await;
-            tokio::time::sleep(DRAIN_LIMIT).await;
-        } => tracing::warn!("connections still open after {DRAIN_LIMIT:?}; closing them"),
+            tokio::time::sleep(limit).await;
+        } => tracing::warn!("connections still open {limit:?} after the signal; closing them"),
     }
     reloads.abort();
     tracing::info!("jwtd stopped");

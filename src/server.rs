@@ -1,6 +1,6 @@
-//! Assembles the running service: Verify over the key [`Registry`],
+//! Assembles the running service: Verify and Envoy's Check over one engine,
 //! grpc.health.v1 and server reflection (v1 and v1alpha, since grpcurl 1.8
-//! and ghz still speak v1alpha) on one port.
+//! and ghz still speak v1alpha) on one port, plaintext or TLS.
 //!
 //! Health for `jwtd.v1.VerifierService` is NOT_SERVING until every issuer has
 //! loaded keys once (with `startup = "wait"`), so a mesh does not route to a
@@ -8,16 +8,20 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
-use crate::config::Limits;
+use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
+
+use crate::config::{Limits, ServerConfig, TlsConfig};
 use crate::engine::Engine;
+use crate::ext_authz::{AuthzApi, ExtAuthzConfig};
 use crate::grpc::VerifierApi;
-use crate::pb;
 use crate::pb::verifier_service_server::VerifierServiceServer;
+use crate::{pb, tls};
 
 /// The full gRPC name of the Verify service, as health checks ask for it.
 pub const SERVICE_NAME: &str = "jwtd.v1.VerifierService";
@@ -33,59 +37,140 @@ pub fn max_request_bytes(limits: &Limits) -> usize {
         .saturating_add(256 * 1024)
 }
 
-/// Serves until `shutdown` completes, then drains in-flight calls.
+/// How [`serve_with`] runs, beyond the engine.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Drain, keepalive and connection age.
+    pub server: ServerConfig,
+    /// TLS; `None` is plaintext.
+    pub tls: Option<TlsConfig>,
+    /// The ext_authz Check settings.
+    pub ext_authz: ExtAuthzConfig,
+}
+
+/// Serves with the default options and no drain period, until `shutdown`
+/// completes; then finishes in-flight calls.
 pub async fn serve(
     listener: TcpListener,
     engine: Arc<Engine>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    let options = ServeOptions {
+        server: ServerConfig {
+            drain: Duration::ZERO,
+            ..ServerConfig::default()
+        },
+        ..ServeOptions::default()
+    };
+    serve_with(listener, engine, options, shutdown).await
+}
+
+/// Serves Verify, Check, health and reflection until `shutdown` completes.
+/// Then: readiness (health of the two services) turns NOT_SERVING while
+/// liveness (`""`) stays SERVING; calls are still accepted for
+/// `server.drain`, so the mesh sees the change and stops routing here;
+/// then no new connections are accepted and in-flight calls finish.
+pub async fn serve_with(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
     let registry = Arc::clone(engine.registry());
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status("", ServingStatus::Serving).await;
-    health
-        .set_not_serving::<VerifierServiceServer<VerifierApi>>()
-        .await;
+    for service in READINESS {
+        health
+            .set_service_status(service, ServingStatus::NotServing)
+            .await;
+    }
     let mut ready = registry.ready();
+    let readiness = health.clone();
     let health_task = tokio::spawn(async move {
         // Readiness only ever flips to true; an error means the registry is gone.
         if ready.wait_for(|r| *r).await.is_ok() {
-            health
-                .set_serving::<VerifierServiceServer<VerifierApi>>()
-                .await;
+            for service in READINESS {
+                readiness
+                    .set_service_status(service, ServingStatus::Serving)
+                    .await;
+            }
             tracing::info!("keys loaded for every issuer: {SERVICE_NAME} is SERVING");
         }
     });
     let limits = registry.snapshot().limits;
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1 = reflection()
         .build_v1()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1alpha = reflection()
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
 
-    let verifier = VerifierServiceServer::new(VerifierApi::new(engine))
+    let verifier = VerifierServiceServer::new(VerifierApi::new(Arc::clone(&engine)))
         .max_decoding_message_size(max_request_bytes(&limits));
+    let authz = AuthorizationServer::new(AuthzApi::new(engine, options.ext_authz))
+        .max_decoding_message_size(max_request_bytes(&limits));
+
+    let drain = options.server.drain;
+    let stop = async move {
+        shutdown.await;
+        health_task.abort();
+        for service in READINESS {
+            health
+                .set_service_status(service, ServingStatus::NotServing)
+                .await;
+        }
+        if !drain.is_zero() {
+            tracing::info!(
+                "readiness is NOT_SERVING; still serving for {drain:?} (server.drain_seconds)"
+            );
+            tokio::time::sleep(drain).await;
+        }
+        tracing::info!("no longer accepting connections; finishing in-flight calls");
+    };
 
     // Nagle off on every accepted connection: with it on, a small response
     // waits for the client's delayed ACK (~40 ms per call, measured). The
     // builder's tcp_nodelay applies only to listeners tonic binds itself.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let served = tonic::transport::Server::builder()
+    let tcp = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(options.server.http2_keepalive_interval))
+        .http2_keepalive_timeout(Some(options.server.http2_keepalive_timeout))
+        .max_connection_age(options.server.max_connection_age)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(verifier)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-        .map_err(|e| ServeError::Transport(e.to_string()));
-    health_task.abort();
-    served
+        .add_service(authz);
+    let served = match options.tls {
+        None => router.serve_with_incoming_shutdown(tcp, stop).await,
+        Some(tls) => {
+            let incoming = tls::incoming(tcp, tls).map_err(|e| ServeError::Tls(e.to_string()))?;
+            router.serve_with_incoming_shutdown(incoming, stop).await
+        }
+    };
+    served.map_err(|e| ServeError::Transport(e.to_string()))
 }
+
+/// The services whose health is readiness.
+const READINESS: [&str; 2] = [SERVICE_NAME, AUTHZ_SERVICE_NAME];
+
+/// The full gRPC name of Envoy's Authorization service.
+pub const AUTHZ_SERVICE_NAME: &str = "envoy.service.auth.v3.Authorization";
+
+/// Reflection over jwtd's API, health, and Envoy's Check (the descriptors
+/// of `envoy.service.auth.v3` and what it imports, pruned from the
+/// envoy-types crate's set; see `proto/envoy/README.md`).
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(ENVOY_AUTHZ_DESCRIPTORS)
+}
+
+/// Encoded FileDescriptorSet of `envoy.service.auth.v3` and its imports.
+pub const ENVOY_AUTHZ_DESCRIPTORS: &[u8] =
+    include_bytes!("../proto/envoy/ext_authz_descriptors.bin");
 
 /// Why serving stopped with an error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,6 +182,9 @@ pub enum ServeError {
     /// The transport failed.
     #[error("transport error: {0}")]
     Transport(String),
+    /// The TLS files do not make a server config.
+    #[error("cannot serve TLS: {0}")]
+    Tls(String),
 }
 
 #[cfg(test)]

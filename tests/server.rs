@@ -223,7 +223,11 @@ async fn health_reports_serving_for_the_server_and_the_service() {
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let server = Server::start(trust(), LIMITS).await;
     let mut health = HealthClient::new(server.channel().await);
-    for service in ["", "jwtd.v1.VerifierService"] {
+    for service in [
+        "",
+        "jwtd.v1.VerifierService",
+        "envoy.service.auth.v3.Authorization",
+    ] {
         let status = health
             .check(HealthCheckRequest {
                 service: service.into(),
@@ -266,6 +270,9 @@ macro_rules! reflection_checks {
                 ask(MessageRequest::FileContainingSymbol(
                     "jwtd.v1.VerifierService".into(),
                 )),
+                ask(MessageRequest::FileContainingSymbol(
+                    "envoy.service.auth.v3.Authorization".into(),
+                )),
             ];
             let mut responses = client
                 .server_reflection_info(tokio_stream::iter(requests))
@@ -282,7 +289,11 @@ macro_rules! reflection_checks {
                 panic!("expected a service list");
             };
             let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
-            for want in ["jwtd.v1.VerifierService", "grpc.health.v1.Health"] {
+            for want in [
+                "jwtd.v1.VerifierService",
+                "grpc.health.v1.Health",
+                "envoy.service.auth.v3.Authorization",
+            ] {
                 assert!(names.contains(&want), "{names:?}");
             }
 
@@ -300,6 +311,45 @@ macro_rules! reflection_checks {
                     .expect("descriptor decodes");
             assert_eq!(file.package(), "jwtd.v1");
             assert_eq!(file.service[0].method[0].name(), "Verify");
+
+            // Check too, and every file it imports (a client needs them all
+            // to build a CheckRequest; it asks for them by name).
+            let Some(MessageResponse::FileDescriptorResponse(files)) = responses
+                .message()
+                .await
+                .expect("stream")
+                .and_then(|m| m.message_response)
+            else {
+                panic!("expected the ext_authz file descriptor");
+            };
+            let authz =
+                prost_types::FileDescriptorProto::decode(files.file_descriptor_proto[0].as_slice())
+                    .expect("decodes");
+            assert_eq!(authz.package(), "envoy.service.auth.v3");
+            assert_eq!(authz.service[0].method[0].name(), "Check");
+            let imports: Vec<_> = authz
+                .dependency
+                .iter()
+                .map(|name| ask(MessageRequest::FileByFilename(name.clone())))
+                .collect();
+            assert!(!imports.is_empty());
+            let count = imports.len();
+            let mut answers = client
+                .server_reflection_info(tokio_stream::iter(imports))
+                .await
+                .expect("reflection answers")
+                .into_inner();
+            for _ in 0..count {
+                let answer = answers
+                    .message()
+                    .await
+                    .expect("stream")
+                    .and_then(|m| m.message_response);
+                assert!(
+                    matches!(answer, Some(MessageResponse::FileDescriptorResponse(_))),
+                    "an import of external_auth.proto is not served: {answer:?}"
+                );
+            }
             server.stop().await;
         }
     };

@@ -183,13 +183,27 @@ impl Server {
     }
 
     pub async fn start_engine(engine: Arc<jwtd::engine::Engine>) -> Server {
+        let options = jwtd::server::ServeOptions {
+            server: jwtd::config::ServerConfig {
+                drain: std::time::Duration::ZERO,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Self::start_with(engine, options).await
+    }
+
+    pub async fn start_with(
+        engine: Arc<jwtd::engine::Engine>,
+        options: jwtd::server::ServeOptions,
+    ) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind ephemeral port");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            jwtd::server::serve(listener, engine, async {
+            jwtd::server::serve_with(listener, engine, options, async {
                 let _ = stopped.await;
             })
             .await

@@ -1,0 +1,463 @@
+//! Envoy's external authorization (`envoy.service.auth.v3.Authorization/Check`)
+//! over the same engine, memo, keys and tracing as Verify, so Envoy's
+//! ext_authz filter or an Istio CUSTOM AuthorizationPolicy can call jwtd.
+//!
+//! A Check takes the token from one request header (`authorization` with the
+//! `Bearer ` scheme by default) and answers:
+//! - VALID: OK, with the configured headers set upstream (subject, issuer,
+//!   chosen claims, optionally the payload), the Authorization header
+//!   optionally removed. Every configured header that jwtd does not set is
+//!   removed, so a client cannot send its own `x-jwt-sub` past a token
+//!   without that claim.
+//! - a bad token: DENIED with HTTP 401 and `www-authenticate: Bearer
+//!   error="invalid_token", error_description="…"` naming the reason;
+//!   AUDIENCE_MISMATCH is 403 (the token is good, not for this service);
+//!   KEYS_UNAVAILABLE is 503 (an outage, not a bad token: the caller may
+//!   retry). No token: 401 with a bare `Bearer` challenge (RFC 6750 §3),
+//!   unless missing tokens are allowed.
+//!
+//! Per route, Envoy's `context_extensions` (set by the operator in the route
+//! config, never by the client) may say `jwtd.allow_missing = "true"` and
+//! `jwtd.audiences = "a,b"` (accept only those audiences here).
+//!
+//! The HTTP codes are mapped in [`http_status_of`], the only place.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
+use envoy_types::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption};
+use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorization;
+use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+use envoy_types::pb::envoy::service::auth::v3::{
+    CheckRequest, CheckResponse, DeniedHttpResponse, OkHttpResponse,
+};
+use envoy_types::pb::envoy::r#type::v3::HttpStatus;
+use envoy_types::pb::google::rpc;
+use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
+
+use crate::engine::{CancelToken, Engine, EngineError};
+use crate::grpc::{Call, count_results, result_of};
+use crate::policy::Narrowing;
+use crate::{otel, pb};
+
+/// The full gRPC method name, as metrics and traces name it.
+pub const CHECK_METHOD: &str = "envoy.service.auth.v3.Authorization/Check";
+
+/// `[ext_authz]` in the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtAuthzConfig {
+    /// The request header holding the token (lower case).
+    pub header: String,
+    /// The scheme before the token, matched without regard to case; empty
+    /// takes the whole header value.
+    pub prefix: String,
+    /// Let requests without the header through (OK, no headers added).
+    pub allow_missing: bool,
+    /// Upstream header for the `sub` claim; empty for none.
+    pub subject_header: String,
+    /// Upstream header for the `iss` claim; empty for none.
+    pub issuer_header: String,
+    /// Claim name → upstream header.
+    pub claim_to_headers: BTreeMap<String, String>,
+    /// Upstream header for the payload (base64url, as Envoy's jwt_authn
+    /// forwards it); empty for none.
+    pub payload_header: String,
+    /// Remove the token's header before the request goes upstream.
+    pub remove_authorization: bool,
+}
+
+impl Default for ExtAuthzConfig {
+    fn default() -> Self {
+        Self {
+            header: "authorization".into(),
+            prefix: "Bearer ".into(),
+            allow_missing: false,
+            subject_header: "x-jwt-sub".into(),
+            issuer_header: "x-jwt-iss".into(),
+            claim_to_headers: BTreeMap::new(),
+            payload_header: String::new(),
+            remove_authorization: false,
+        }
+    }
+}
+
+impl ExtAuthzConfig {
+    /// Every upstream header jwtd may set.
+    fn upstream_headers(&self) -> impl Iterator<Item = &str> {
+        [
+            &self.subject_header,
+            &self.issuer_header,
+            &self.payload_header,
+        ]
+        .into_iter()
+        .chain(self.claim_to_headers.values())
+        .map(String::as_str)
+        .filter(|h| !h.is_empty())
+    }
+}
+
+/// Checks that `name` can be an HTTP header name (lower case token chars).
+pub fn valid_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
+        })
+}
+
+/// The Authorization service.
+pub struct AuthzApi {
+    engine: Arc<Engine>,
+    config: Arc<ExtAuthzConfig>,
+}
+
+impl AuthzApi {
+    /// Checks through `engine` as `config` says.
+    pub fn new(engine: Arc<Engine>, config: ExtAuthzConfig) -> Self {
+        Self {
+            engine,
+            config: Arc::new(config),
+        }
+    }
+
+    async fn check_call(&self, request: CheckRequest) -> Result<CheckResponse, Status> {
+        let attributes = request.attributes.unwrap_or_default();
+        let route = &attributes.context_extensions;
+        let allow_missing = match route.get("jwtd.allow_missing").map(String::as_str) {
+            Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(Status::invalid_argument(format!(
+                    "context extension jwtd.allow_missing is {other:?}, not \"true\" or \"false\""
+                )));
+            }
+            None => self.config.allow_missing,
+        };
+        let audiences: Vec<String> = route
+            .get("jwtd.audiences")
+            .map(|a| {
+                a.split(',')
+                    .map(str::trim)
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let http = attributes.request.and_then(|r| r.http).unwrap_or_default();
+        let Some(value) = header(&http.headers, http.header_map.as_ref(), &self.config.header)
+        else {
+            return Ok(if allow_missing {
+                self.allowed(None)
+            } else {
+                denied(401, "Bearer".into(), "no token")
+            });
+        };
+        let Some(token) = strip_prefix(&value, &self.config.prefix) else {
+            return Ok(denied(
+                401,
+                challenge("invalid_token", "not a bearer token"),
+                "not a bearer token",
+            ));
+        };
+        let tokens = Arc::new(vec![token.to_owned()]);
+        let narrowing = Narrowing {
+            audiences,
+            issuer: None,
+        };
+        let batch = otel::batch_span(1);
+        let cancel = CancelToken::default();
+        let guard = cancel.guard();
+        let results = self
+            .engine
+            .verify_batch(tokens, Arc::new(narrowing), cancel, result_of)
+            .instrument(batch.clone())
+            .await
+            .map_err(|e| match e {
+                EngineError::Cancelled => Status::cancelled("the call was cancelled"),
+                other => Status::internal(other.to_string()),
+            })?;
+        guard.disarm();
+        let statuses = count_results(&results);
+        otel::record_statuses(&batch, statuses.iter().map(|(s, n)| (s.as_str_name(), *n)));
+        let Some(result) = results.into_iter().next() else {
+            return Err(Status::internal("the engine returned no result"));
+        };
+        let status = pb::Status::try_from(result.status).unwrap_or(pb::Status::Unspecified);
+        match (status, result.claims) {
+            (pb::Status::Valid, Some(claims)) => Ok(self.allowed(Some(&claims))),
+            _ => {
+                let code = http_status_of(status);
+                let reason = result.reason;
+                let www = if code == 503 {
+                    String::new()
+                } else {
+                    challenge("invalid_token", &reason)
+                };
+                Ok(denied(
+                    code,
+                    www,
+                    &format!("{}: {reason}", status.as_str_name()),
+                ))
+            }
+        }
+    }
+
+    /// OK, with the claims' headers set (and every other configured header
+    /// removed) when there is a verified token.
+    fn allowed(&self, claims: Option<&pb::Claims>) -> CheckResponse {
+        let config = &*self.config;
+        let mut set: Vec<(String, String)> = Vec::new();
+        if let Some(claims) = claims {
+            if !config.subject_header.is_empty() && !claims.subject.is_empty() {
+                set.push((config.subject_header.clone(), claims.subject.clone()));
+            }
+            if !config.issuer_header.is_empty() {
+                set.push((config.issuer_header.clone(), claims.issuer.clone()));
+            }
+            if !config.payload_header.is_empty() {
+                let payload =
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&claims.payload_json);
+                set.push((config.payload_header.clone(), payload));
+            }
+            if !config.claim_to_headers.is_empty() {
+                let payload: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_slice(&claims.payload_json).unwrap_or_default();
+                for (claim, header) in &config.claim_to_headers {
+                    if let Some(value) = payload.get(claim).and_then(header_value) {
+                        set.push((header.clone(), value));
+                    }
+                }
+            }
+        }
+        let mut headers_to_remove: Vec<String> = config
+            .upstream_headers()
+            .filter(|h| !set.iter().any(|(name, _)| name == h))
+            .map(str::to_owned)
+            .collect();
+        if config.remove_authorization && claims.is_some() {
+            headers_to_remove.push(config.header.clone());
+        }
+        CheckResponse {
+            status: Some(rpc::Status {
+                code: tonic::Code::Ok as i32,
+                ..rpc::Status::default()
+            }),
+            http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+                headers: set
+                    .into_iter()
+                    .map(|(key, value)| header_option(key, value))
+                    .collect(),
+                headers_to_remove,
+                ..OkHttpResponse::default()
+            })),
+            ..CheckResponse::default()
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for AuthzApi {
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        let mut call = Call::start(CHECK_METHOD, &request);
+        let span = call.span.clone();
+        let outcome = self.check_call(request.into_inner()).instrument(span).await;
+        call.finish(match &outcome {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        });
+        outcome.map(Response::new)
+    }
+}
+
+/// The HTTP status Envoy answers a rejected token with: 403 for a token
+/// that is good but not for this audience, 503 for a key outage (so a
+/// caller can tell it from a bad token, and retry), 401 for the rest.
+pub fn http_status_of(status: pb::Status) -> u16 {
+    match status {
+        pb::Status::AudienceMismatch => 403,
+        pb::Status::KeysUnavailable => 503,
+        _ => 401,
+    }
+}
+
+/// The header's value, from the map Envoy fills by default or the raw
+/// header list it sends with `encode_raw_headers`.
+fn header(
+    headers: &HashMap<String, String>,
+    raw: Option<&envoy_types::pb::envoy::config::core::v3::HeaderMap>,
+    name: &str,
+) -> Option<String> {
+    if let Some(value) = headers.get(name) {
+        return Some(value.clone());
+    }
+    raw?.headers
+        .iter()
+        .find(|h| h.key.eq_ignore_ascii_case(name))
+        .map(|h| {
+            if h.raw_value.is_empty() {
+                h.value.clone()
+            } else {
+                String::from_utf8_lossy(&h.raw_value).into_owned()
+            }
+        })
+}
+
+/// The token after `prefix` (case-insensitive), trimmed; `None` when the
+/// value does not start with it or nothing follows.
+fn strip_prefix<'v>(value: &'v str, prefix: &str) -> Option<&'v str> {
+    let head = value.get(..prefix.len())?;
+    if !head.eq_ignore_ascii_case(prefix) {
+        return None;
+    }
+    let token = value[prefix.len()..].trim();
+    (!token.is_empty()).then_some(token)
+}
+
+/// A claim as one header value: strings as they are, numbers and booleans
+/// printed, arrays of those joined by spaces (as `scope` is), objects as
+/// JSON. `None` when the result could not be a header value (control
+/// characters, or over 4 KiB).
+fn header_value(value: &serde_json::Value) -> Option<String> {
+    use serde_json::Value as V;
+    let text = match value {
+        V::String(s) => s.clone(),
+        V::Number(_) | V::Bool(_) => value.to_string(),
+        V::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                V::String(s) => Some(s.clone()),
+                V::Number(_) | V::Bool(_) => Some(item.to_string()),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?
+            .join(" "),
+        V::Object(_) => value.to_string(),
+        V::Null => return None,
+    };
+    let fits = text.len() <= 4096
+        && text
+            .bytes()
+            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80);
+    fits.then_some(text)
+}
+
+/// `Bearer error="…", error_description="…"`, with the description reduced
+/// to the characters RFC 6750 allows there.
+fn challenge(error: &str, description: &str) -> String {
+    let description: String = description
+        .chars()
+        .take(200)
+        .map(|c| match c {
+            ' ' | '!' | '#'..='[' | ']'..='~' => c,
+            _ => '\'',
+        })
+        .collect();
+    format!("Bearer error=\"{error}\", error_description=\"{description}\"")
+}
+
+fn header_option(key: String, value: String) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key,
+            value,
+            ..HeaderValue::default()
+        }),
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        ..HeaderValueOption::default()
+    }
+}
+
+fn denied(code: u16, www_authenticate: String, body: &str) -> CheckResponse {
+    let rpc_code = match code {
+        403 => tonic::Code::PermissionDenied,
+        503 => tonic::Code::Unavailable,
+        _ => tonic::Code::Unauthenticated,
+    };
+    let mut headers = Vec::new();
+    if !www_authenticate.is_empty() {
+        headers.push(header_option("www-authenticate".into(), www_authenticate));
+    }
+    CheckResponse {
+        status: Some(rpc::Status {
+            code: rpc_code as i32,
+            message: body.to_owned(),
+            ..rpc::Status::default()
+        }),
+        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+            status: Some(HttpStatus {
+                code: i32::from(code),
+            }),
+            headers,
+            body: body.to_owned(),
+        })),
+        ..CheckResponse::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_audience_and_outage_differ_from_401() {
+        for n in 1.. {
+            let Ok(status) = pb::Status::try_from(n) else {
+                break;
+            };
+            let want = match status {
+                pb::Status::AudienceMismatch => 403,
+                pb::Status::KeysUnavailable => 503,
+                _ => 401,
+            };
+            assert_eq!(http_status_of(status), want, "{status:?}");
+        }
+    }
+
+    #[test]
+    fn the_scheme_is_matched_without_case_and_must_carry_a_token() {
+        assert_eq!(strip_prefix("Bearer abc", "Bearer "), Some("abc"));
+        assert_eq!(strip_prefix("bearer  abc ", "Bearer "), Some("abc"));
+        assert_eq!(strip_prefix("Basic abc", "Bearer "), None);
+        assert_eq!(strip_prefix("Bearer ", "Bearer "), None);
+        assert_eq!(strip_prefix("Bear", "Bearer "), None);
+        assert_eq!(strip_prefix("abc", ""), Some("abc"));
+    }
+
+    #[test]
+    fn claims_become_header_values_or_nothing() {
+        use serde_json::json;
+        assert_eq!(
+            header_value(&json!("read write")).as_deref(),
+            Some("read write")
+        );
+        assert_eq!(header_value(&json!(["a", "b"])).as_deref(), Some("a b"));
+        assert_eq!(header_value(&json!(42)).as_deref(), Some("42"));
+        assert_eq!(header_value(&json!({"k": 1})).as_deref(), Some("{\"k\":1}"));
+        assert_eq!(header_value(&json!("a\r\nx-admin: true")), None);
+        assert_eq!(header_value(&json!([{"nested": 1}])), None);
+        assert_eq!(header_value(&json!(null)), None);
+        assert_eq!(header_value(&json!("x".repeat(5000))), None);
+    }
+
+    #[test]
+    fn challenges_keep_to_the_rfc_6750_characters() {
+        let c = challenge("invalid_token", "bad \"quoted\" \\ thing\u{e9}");
+        assert_eq!(
+            c,
+            "Bearer error=\"invalid_token\", error_description=\"bad 'quoted' ' thing'\""
+        );
+    }
+
+    #[test]
+    fn header_names_are_checked() {
+        assert!(valid_header_name("x-jwt-sub"));
+        assert!(!valid_header_name("X-Jwt-Sub"));
+        assert!(!valid_header_name("x jwt"));
+        assert!(!valid_header_name(""));
+    }
+}

@@ -1,0 +1,214 @@
+//! TLS and mTLS on the gRPC port: a client without the right certificate is
+//! refused, with it calls pass, and rotated files are picked up.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests state their expectations by panicking.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jwtd::config::{ServerConfig, TlsConfig};
+use jwtd::pb::verifier_service_client::VerifierServiceClient;
+use jwtd::pb::{Status, VerifyRequest};
+use jwtd::server::ServeOptions;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+};
+use support::*;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// A CA and the PEM of certificates it signs.
+struct Ca {
+    params: CertificateParams,
+    key: KeyPair,
+    pem: String,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let pem = params.self_signed(&key).unwrap().pem();
+        Ca { params, key, pem }
+    }
+
+    /// (certificate PEM, key PEM) for `name`, for a server or a client.
+    fn issue(&self, name: &str, server: bool) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![if server {
+            ExtendedKeyUsagePurpose::ServerAuth
+        } else {
+            ExtendedKeyUsagePurpose::ClientAuth
+        }];
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+fn dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("jwtd-tls-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes the server's files (atomically, as a rotation would) into `dir`.
+fn write_server_files(dir: &Path, ca: &Ca, client_ca: Option<&Ca>) -> TlsConfig {
+    let (cert, key) = ca.issue("localhost", true);
+    let put = |name: &str, text: &str| {
+        let tmp = dir.join(format!("{name}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, dir.join(name)).unwrap();
+        dir.join(name)
+    };
+    TlsConfig {
+        cert_file: put("tls.crt", &cert),
+        key_file: put("tls.key", &key),
+        client_ca_file: client_ca.map(|ca| put("ca.crt", &ca.pem)),
+        reload: Duration::from_millis(100),
+    }
+}
+
+async fn start(tls: TlsConfig) -> Server {
+    let registry = jwtd::registry::Registry::fixed(
+        trust(),
+        jwtd::config::Limits {
+            max_batch: 16,
+            max_token_bytes: 8192,
+        },
+    );
+    let engine = jwtd::engine::Engine::new(
+        registry,
+        Arc::new(jwtd::clock::FixedClock(now())),
+        jwtd::engine::EngineConfig::default(),
+    )
+    .unwrap();
+    let options = ServeOptions {
+        server: ServerConfig {
+            drain: Duration::ZERO,
+            ..ServerConfig::default()
+        },
+        tls: Some(tls),
+        ..ServeOptions::default()
+    };
+    Server::start_with(Arc::new(engine), options).await
+}
+
+/// Verifies one valid token over TLS trusting `ca`, presenting `identity`.
+async fn call(
+    server: &Server,
+    ca: &Ca,
+    identity: Option<(String, String)>,
+) -> Result<Status, String> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&ca.pem))
+        .domain_name("localhost");
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    let channel: Channel = Endpoint::from_shared(format!("https://{}", server.addr))
+        .unwrap()
+        .tls_config(tls)
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| format!("connect: {e:?}"))?;
+    let token = independent_token("RS256", &claims(ISS));
+    let response = VerifierServiceClient::new(channel)
+        .verify(VerifyRequest {
+            tokens: vec![token],
+            ..VerifyRequest::default()
+        })
+        .await
+        .map_err(|e| format!("call: {e:?}"))?;
+    Ok(Status::try_from(response.into_inner().results[0].status).unwrap())
+}
+
+#[tokio::test]
+async fn tls_serves_clients_that_trust_the_certificate_and_refuses_plaintext() {
+    let ca = Ca::new("server CA");
+    let server = start(write_server_files(&dir("tls"), &ca, None)).await;
+    assert_eq!(call(&server, &ca, None).await, Ok(Status::Valid));
+
+    let stranger = Ca::new("another CA");
+    assert!(
+        call(&server, &stranger, None).await.is_err(),
+        "an untrusted server certificate passed"
+    );
+
+    let plaintext = VerifierServiceClient::connect(format!("http://{}", server.addr)).await;
+    let refused = match plaintext {
+        Err(_) => true,
+        Ok(mut client) => client.verify(VerifyRequest::default()).await.is_err(),
+    };
+    assert!(refused, "a plaintext call was served on the TLS port");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn mtls_refuses_clients_without_a_certificate_from_the_client_ca() {
+    let ca = Ca::new("server CA");
+    let clients = Ca::new("client CA");
+    let server = start(write_server_files(&dir("mtls"), &ca, Some(&clients))).await;
+
+    let good = clients.issue("orders-service", false);
+    assert_eq!(call(&server, &ca, Some(good)).await, Ok(Status::Valid));
+
+    let none = call(&server, &ca, None).await;
+    assert!(none.is_err(), "no client certificate passed: {none:?}");
+
+    let forged = Ca::new("client CA").issue("orders-service", false);
+    let forged = call(&server, &ca, Some(forged)).await;
+    assert!(
+        forged.is_err(),
+        "a certificate from another CA passed: {forged:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rotated_certificates_are_picked_up_without_a_restart() {
+    let folder = dir("rotate");
+    let (ca1, clients1) = (Ca::new("CA 1"), Ca::new("clients 1"));
+    let server = start(write_server_files(&folder, &ca1, Some(&clients1))).await;
+    assert_eq!(
+        call(&server, &ca1, Some(clients1.issue("svc", false))).await,
+        Ok(Status::Valid)
+    );
+
+    // Rotate everything: a new server certificate and a new client CA.
+    let (ca2, clients2) = (Ca::new("CA 2"), Ca::new("clients 2"));
+    write_server_files(&folder, &ca2, Some(&clients2));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if call(&server, &ca2, Some(clients2.issue("svc", false))).await == Ok(Status::Valid) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new certificates were never served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The old client CA no longer lets anyone in.
+    assert!(
+        call(&server, &ca2, Some(clients1.issue("svc", false)))
+            .await
+            .is_err()
+    );
+
+    // A broken rotation keeps the running certificates.
+    std::fs::write(folder.join("tls.crt"), "not a certificate").unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        call(&server, &ca2, Some(clients2.issue("svc", false))).await,
+        Ok(Status::Valid)
+    );
+    server.stop().await;
+}

@@ -38,10 +38,10 @@ use envoy_types::pb::google::rpc;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use crate::engine::{CancelToken, Engine, EngineError};
-use crate::grpc::{Call, count_results, result_of};
+use crate::engine::Engine;
+use crate::grpc::{Call, verify_tokens};
+use crate::pb;
 use crate::policy::Narrowing;
-use crate::{otel, pb};
 
 /// The full gRPC method name, as metrics and traces name it.
 pub const CHECK_METHOD: &str = "envoy.service.auth.v3.Authorization/Check";
@@ -161,26 +161,12 @@ impl AuthzApi {
                 "not a bearer token",
             ));
         };
-        let tokens = Arc::new(vec![token.to_owned()]);
         let narrowing = Narrowing {
             audiences,
             issuer: None,
         };
-        let batch = otel::batch_span(1);
-        let cancel = CancelToken::default();
-        let guard = cancel.guard();
-        let results = self
-            .engine
-            .verify_batch(tokens, Arc::new(narrowing), cancel, result_of)
-            .instrument(batch.clone())
-            .await
-            .map_err(|e| match e {
-                EngineError::Cancelled => Status::cancelled("the call was cancelled"),
-                other => Status::internal(other.to_string()),
-            })?;
-        guard.disarm();
-        let statuses = count_results(&results);
-        otel::record_statuses(&batch, statuses.iter().map(|(s, n)| (s.as_str_name(), *n)));
+        let tokens = Arc::new(vec![token.to_owned()]);
+        let (results, _, _) = verify_tokens(&self.engine, tokens, narrowing).await?;
         let Some(result) = results.into_iter().next() else {
             return Err(Status::internal("the engine returned no result"));
         };

@@ -111,25 +111,10 @@ impl VerifierApi {
         if request.tokens.is_empty() {
             return Ok(pb::VerifyResponse::default());
         }
-        let batch = otel::batch_span(request.tokens.len());
         let tokens = Arc::new(request.tokens);
-        // Dropped with this future (deadline passed, caller gone): the pool
-        // then skips the rest of the batch.
-        let cancel = CancelToken::default();
-        let guard = cancel.guard();
-        let results = self
-            .engine
-            .verify_batch(Arc::clone(&tokens), Arc::new(narrowing), cancel, result_of)
-            .instrument(batch.clone())
-            .await
-            .map_err(|e| match e {
-                EngineError::Cancelled => Status::cancelled("the call was cancelled"),
-                other => Status::internal(other.to_string()),
-            })?;
-        guard.disarm();
-        let statuses = count_results(&results);
+        let (results, statuses, batch) =
+            verify_tokens(&self.engine, Arc::clone(&tokens), narrowing).await?;
         if otel::enabled() {
-            otel::record_statuses(&batch, statuses.iter().map(|(s, n)| (s.as_str_name(), *n)));
             // Events only for rejections, and only when they are exported.
             let rejected = statuses.iter().any(|(s, _)| *s != pb::Status::Valid);
             if rejected && otel::is_sampled(&batch) {
@@ -146,6 +131,32 @@ impl VerifierApi {
         }
         Ok(pb::VerifyResponse { results })
     }
+}
+
+/// Verifies `tokens` in a batch span, cancelling the engine's work if this
+/// future is dropped (deadline passed, caller gone), and counts the
+/// outcomes in the metrics and on the span. Returns the results, the count
+/// per status and the span (for per-token events).
+pub(crate) async fn verify_tokens(
+    engine: &Arc<Engine>,
+    tokens: Arc<Vec<String>>,
+    narrowing: Narrowing,
+) -> Result<(Vec<pb::VerifyResult>, Vec<(pb::Status, u64)>, tracing::Span), Status> {
+    let batch = otel::batch_span(tokens.len());
+    let cancel = CancelToken::default();
+    let guard = cancel.guard();
+    let results = engine
+        .verify_batch(tokens, Arc::new(narrowing), cancel, result_of)
+        .instrument(batch.clone())
+        .await
+        .map_err(|e| match e {
+            EngineError::Cancelled => Status::cancelled("the call was cancelled"),
+            other => Status::internal(other.to_string()),
+        })?;
+    guard.disarm();
+    let statuses = count_results(&results);
+    otel::record_statuses(&batch, statuses.iter().map(|(s, n)| (s.as_str_name(), *n)));
+    Ok((results, statuses, batch))
 }
 
 /// One RPC as metrics and traces see it: in flight until dropped, then its
@@ -215,7 +226,7 @@ pub const VERIFY_METHOD: &str = "jwtd.v1.VerifierService/Verify";
 /// the issuer of a VALID token, which is always a configured issuer; other
 /// outcomes count as `unknown`, so nothing a token claims becomes a label.
 /// Returns the count per status, for the batch span.
-pub(crate) fn count_results(results: &[pb::VerifyResult]) -> Vec<(pb::Status, u64)> {
+fn count_results(results: &[pb::VerifyResult]) -> Vec<(pb::Status, u64)> {
     /// (issuer, status, cached)
     type Labels<'a> = (Option<&'a str>, i32, bool);
     let mut counts: Vec<(Labels<'_>, u64)> = Vec::new();

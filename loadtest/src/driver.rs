@@ -105,6 +105,10 @@ pub async fn connect(
     let endpoint = Endpoint::from_shared(uri)
         .map_err(|e| Error::Transport(format!("{addr}: {e}")))?
         .tcp_nodelay(true)
+        // A 64-token answer is ~40 KB: with HTTP/2's default 64 KiB windows,
+        // a few calls in flight on one connection would wait on WINDOW_UPDATEs.
+        .initial_stream_window_size(Some(4 << 20))
+        .initial_connection_window_size(Some(16 << 20))
         .connect_timeout(Duration::from_secs(5))
         .timeout(timeout);
     let mut channels = Vec::with_capacity(connections);

@@ -10,6 +10,9 @@
 # half its measured maximum rate for its latency target. Prints the markdown
 # rows (medians over runs) of BENCHMARKS.md. Reports stay in target/loadtest.
 #
+# OUT (default target/loadtest) holds corpora, logs and JSON reports; JWTD
+# names the jwtd binary (default: the release build).
+#
 # RAW_RS256_US: criterion's `verify/raw/RS256` time in µs on this machine
 # (`cargo bench --bench verify -- 'verify/raw/RS256'`); default: the value in
 # BENCHMARKS.md.
@@ -22,8 +25,9 @@ CONCURRENCY=${CONCURRENCY:-16}
 CONNECTIONS=${CONNECTIONS:-4}
 RAW_RS256_US=${RAW_RS256_US:-22.6}
 SCENARIOS=${SCENARIOS:-single-cold batch64-cold batch64-hot mixed flood}
-OUT=target/loadtest
+OUT=${OUT:-target/loadtest}
 BIN=target/release
+JWTD=${JWTD:-$BIN/jwtd}     # another jwtd build to measure, e.g. a patched one
 SERVER_PID=
 # shellcheck source=loadtest/common.sh
 . loadtest/common.sh
@@ -52,13 +56,13 @@ one_run() { # SCENARIO LABEL SERVER... -- RUN-ARGS...
 for scenario in $SCENARIOS; do
     "$BIN/jwtd-load" corpus --scenario "$scenario" --out "$OUT/$scenario"
     for i in $(seq "$RUNS"); do
-        one_run "$scenario" jwtd "$i" "$BIN/jwtd" --config "$OUT/$scenario/jwtd.toml" -- --max-error-rate 0
+        one_run "$scenario" jwtd "$i" "$JWTD" --config "$OUT/$scenario/jwtd.toml" -- --max-error-rate 0
         one_run "$scenario" echo "$i" "$BIN/jwtd-load" echo-server --
     done
     if [ "$scenario" = single-cold ]; then
         half=$("$BIN/jwtd-load" table --half-rate "$OUT"/json/single-cold-jwtd-*.json)
         for i in $(seq "$RUNS"); do
-            one_run single-cold jwtd-half-rate "$i" "$BIN/jwtd" --config "$OUT/single-cold/jwtd.toml" -- \
+            one_run single-cold jwtd-half-rate "$i" "$JWTD" --config "$OUT/single-cold/jwtd.toml" -- \
                 --rate "$half" --max-error-rate 0
         done
     fi

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# CI smoke run of every load scenario: a small corpus, a freshly started jwtd
+# (the debug build `cargo test` just made), about 2 s of load each, and
+# --max-error-rate 0: any failed call, or any token whose Status differs from
+# the corpus's expectation, fails the run. Takes about a minute.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-target/debug}
+WORK=$(mktemp -d)
+trap 'stop_server; rm -rf "$WORK"' EXIT
+SERVER_PID=
+# shellcheck source=loadtest/common.sh
+. loadtest/common.sh
+
+cargo build --locked -q -p jwtd -p jwtd-load --bins
+
+for scenario in single-cold batch64-cold batch64-hot mixed flood; do
+    dir="$WORK/$scenario"
+    # 256 distinct tokens keep corpus signing short in a debug build.
+    "$BIN/jwtd-load" corpus --scenario "$scenario" --out "$dir" --distinct 256 --seed 6
+    start_server "$dir/jwtd.log" "$BIN/jwtd" --config "$dir/jwtd.toml"
+    "$BIN/jwtd-load" run --corpus "$dir" --addr "$SERVER_ADDR" \
+        --duration 2s --warmup 500ms --concurrency 8 --connections 2 \
+        --server-pid "$SERVER_PID" --no-progress --max-error-rate 0 \
+        --format json --output "$dir/report.json" || {
+        echo "== $scenario FAILED; jwtd log:" >&2
+        tail -n 20 "$dir/jwtd.log" >&2
+        exit 1
+    }
+    stop_server
+    # One line per scenario: calls, tokens and the Status distribution.
+    "$BIN/jwtd-load" table --summary "$dir/report.json"
+done
+echo "smoke: 5 passed, 0 failed"

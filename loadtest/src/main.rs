@@ -1,0 +1,414 @@
+//! The `jwtd-load` command: corpus, run, echo-server, table.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use jwtd_load::corpus::{self, Corpus};
+use jwtd_load::driver::{self, Stop};
+use jwtd_load::report::{Context, Report};
+use jwtd_load::scenario::{self, Alg, Kind, Reuse, Scenario};
+use jwtd_load::{echo, table};
+
+/// Load testing for jwtd: token corpora, a lean gRPC load driver with
+/// ghz-shaped reports, and an echo server that measures the transport
+/// ceiling. Scenarios: single-cold, batch64-cold, batch64-hot, mixed, flood.
+#[derive(Debug, Parser)]
+#[command(name = "jwtd-load", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a scenario's token corpus, JWKS and jwtd config (and a ghz
+    /// data file) into a directory.
+    Corpus(CorpusArgs),
+    /// Drive a running jwtd (or echo-server) with a corpus and report.
+    Run(RunArgs),
+    /// Serve the Verify RPC with precomputed VALID results (the ceiling).
+    EchoServer(EchoArgs),
+    /// Print BENCHMARKS.md table rows (medians) from `run --format json` files.
+    Table(TableArgs),
+}
+
+#[derive(Debug, Args)]
+struct CorpusArgs {
+    /// One of single-cold, batch64-cold, batch64-hot, mixed, flood.
+    #[arg(long)]
+    scenario: String,
+    /// The directory to write corpus.json, tokens.tsv, jwks.json, jwtd.toml into.
+    #[arg(long)]
+    out: PathBuf,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// `iat` of the tokens (seconds since the epoch); default now.
+    #[arg(long)]
+    now: Option<i64>,
+    /// Lifetime of the tokens, in seconds.
+    #[arg(long, default_value_t = 86_400)]
+    ttl: i64,
+    /// `listen` of the written jwtd config ("127.0.0.1:0": any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+    /// Also write a ghz --data-file (VerifyRequest messages in proto JSON).
+    #[arg(long)]
+    ghz_data: Option<PathBuf>,
+    /// Override: tokens per call.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Override: algorithms, comma-separated (RS256, RS256-3072, ES256, ES384, EdDSA).
+    #[arg(long, value_delimiter = ',')]
+    algs: Vec<String>,
+    /// Override: distinct tokens (for cycle scenarios; the cold set for mixed).
+    #[arg(long)]
+    distinct: Option<usize>,
+    /// Override: share of invalid tokens, 0..=1.
+    #[arg(long)]
+    invalid_share: Option<f64>,
+    /// Override: bytes of padding claims.
+    #[arg(long)]
+    claim_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// A directory written by `jwtd-load corpus`.
+    #[arg(long)]
+    corpus: PathBuf,
+    /// The server, host:port.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    addr: String,
+    /// Override the corpus's tokens per call.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// HTTP/2 connections.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Calls in flight at once.
+    #[arg(long, short = 'c', default_value_t = 16)]
+    concurrency: usize,
+    /// Calls per second (default: as fast as the server answers).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Length of the measured phase (e.g. 10s, 500ms, 2m).
+    #[arg(long, short = 'z', value_parser = parse_duration, conflicts_with = "count")]
+    duration: Option<Duration>,
+    /// Number of measured calls, instead of a duration.
+    #[arg(long, short = 'n')]
+    count: Option<u64>,
+    /// Uncounted calls first, for this long.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    warmup: Duration,
+    /// Deadline of each call.
+    #[arg(long, value_parser = parse_duration, default_value = "20s")]
+    timeout: Duration,
+    /// Driver threads (the driver shares the machine with the server).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Report format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Write the report here instead of stdout.
+    #[arg(long, short = 'o')]
+    output: Option<PathBuf>,
+    /// Exit 2 when failed calls plus calls with an unexpected token status
+    /// exceed this share of all calls (0 = none allowed).
+    #[arg(long)]
+    max_error_rate: Option<f64>,
+    /// Also report this process's CPU per token and peak RSS (Linux /proc).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+    /// A label copied into the report's options (`jwtd-load table` groups by it).
+    #[arg(long, default_value = "jwtd")]
+    label: String,
+}
+
+#[derive(Debug, Args)]
+struct EchoArgs {
+    /// Address to listen on ("127.0.0.1:0": any free port, printed on stderr).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+    /// Server threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+#[derive(Debug, Args)]
+struct TableArgs {
+    /// JSON reports; grouped by their scenario and options.label.
+    files: Vec<PathBuf>,
+    /// Criterion's verify/raw/RS256 time per token in µs (for the 2× raw floor).
+    #[arg(long)]
+    raw_rs256_us: Option<f64>,
+    /// Instead: one summary line per report (calls, tokens, statuses).
+    #[arg(long, conflicts_with = "half_rate")]
+    summary: bool,
+    /// Instead: half the median calls/s of the reports, for a fixed-rate rerun.
+    #[arg(long)]
+    half_rate: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("jwtd-load: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Corpus(args) => make_corpus(&args).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => drive(&args),
+        Command::EchoServer(args) => serve_echo(&args).map(|()| ExitCode::SUCCESS),
+        Command::Table(args) => {
+            if args.summary {
+                for file in &args.files {
+                    println!("{}", table::summary(file)?);
+                }
+            } else if args.half_rate {
+                println!("{:.0}", table::half_rate(&args.files)?);
+            } else {
+                print!("{}", table::render(&args.files, args.raw_rs256_us)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `10s`, `500ms`, `2m`, `1.5s` or plain seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 10s or 500ms"))?;
+    let scale = match unit {
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("{text:?}: unit must be ms, s, m or h")),
+    };
+    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("{text:?}: {e}"))
+}
+
+fn make_corpus(args: &CorpusArgs) -> anyhow::Result<()> {
+    let Some(mut scenario) = Scenario::named(&args.scenario) else {
+        bail!(
+            "unknown scenario {:?}; one of {}",
+            args.scenario,
+            scenario::NAMES.join(", ")
+        );
+    };
+    if let Some(batch) = args.batch {
+        scenario.batch = batch.max(1);
+    }
+    if !args.algs.is_empty() {
+        scenario.algs = args
+            .algs
+            .iter()
+            .map(|a| Alg::from_name(a).with_context(|| format!("unknown algorithm {a:?}")))
+            .collect::<anyhow::Result<_>>()?;
+    }
+    if let Some(n) = args.distinct {
+        scenario.reuse = match scenario.reuse {
+            Reuse::Cycle { .. } => Reuse::Cycle { distinct: n },
+            Reuse::HotCold { hot, hot_share, .. } => Reuse::HotCold {
+                hot,
+                cold: n,
+                hot_share,
+            },
+        };
+    }
+    if let Some(share) = args.invalid_share {
+        scenario.invalid_share = share;
+        if scenario.invalid_kinds.is_empty() {
+            scenario.invalid_kinds = vec![
+                Kind::Expired,
+                Kind::BadSignature,
+                Kind::WrongAudience,
+                Kind::Garbage,
+            ];
+        }
+    }
+    if let Some(bytes) = args.claim_bytes {
+        scenario.claim_bytes = bytes;
+    }
+    let now = match args.now {
+        Some(now) => now,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .context("the clock is before 1970")?
+            .as_secs()
+            .try_into()
+            .context("the clock is past 2^63")?,
+    };
+    let options = corpus::Options {
+        scenario,
+        seed: args.seed,
+        now,
+        ttl: args.ttl,
+        listen: args.listen.clone(),
+    };
+    let corpus = corpus::generate(&options)?;
+    corpus.write(&args.out)?;
+    if let Some(path) = &args.ghz_data {
+        let data = serde_json::to_vec(&corpus.ghz_data())?;
+        std::fs::write(path, data).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    eprintln!(
+        "jwtd-load corpus: {} ({} distinct tokens, stream of {}, {} per call) in {}",
+        corpus.meta.scenario,
+        corpus.meta.distinct,
+        corpus.meta.stream,
+        corpus.meta.batch,
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if threads > 0 {
+        builder.worker_threads(threads);
+    }
+    builder
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
+}
+
+fn drive(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let corpus = Corpus::read(&args.corpus)?;
+    let batch = args.batch.unwrap_or(corpus.meta.batch);
+    let requests: Arc<[_]> = corpus.requests(batch).into();
+    let stop = match (args.duration, args.count) {
+        (_, Some(n)) => Stop::Count(n),
+        (Some(d), None) => Stop::After(d),
+        (None, None) => Stop::After(Duration::from_secs(10)),
+    };
+    let options = driver::Options {
+        addr: args.addr.clone(),
+        connections: args.connections,
+        concurrency: args.concurrency,
+        rate: args.rate,
+        stop,
+        warmup: args.warmup,
+        timeout: args.timeout,
+        progress: !args.no_progress,
+        server_pid: args.server_pid,
+    };
+    let outcome = runtime(args.threads)?.block_on(async {
+        let channels = driver::connect(&options.addr, options.connections, options.timeout).await?;
+        driver::run(requests, channels, &options).await
+    })?;
+    let context = Context {
+        scenario: corpus.meta.scenario.clone(),
+        batch,
+        expected_mix: corpus
+            .expected_mix()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v as u64))
+            .collect(),
+        total: outcome.total,
+        driver_cpu: outcome.driver_cpu,
+        server_cpu: outcome.server_cpu,
+        server_peak_rss: outcome.server_peak_rss,
+        options: serde_json::json!({
+            "host": args.addr,
+            "call": "jwtd.v1.VerifierService.Verify",
+            "corpus": args.corpus,
+            "connections": args.connections,
+            "concurrency": args.concurrency,
+            "rps": args.rate.unwrap_or(0.0),
+            "duration": match stop { Stop::After(d) => d.as_nanos() as u64, Stop::Count(_) => 0 },
+            "total": match stop { Stop::Count(n) => n, Stop::After(_) => 0 },
+            "warmup": args.warmup.as_nanos() as u64,
+            "threads": args.threads,
+            "label": args.label,
+        }),
+    };
+    let report = Report::new(&outcome.tally, context);
+    let rendered = match args.format {
+        Format::Text => report.text(),
+        Format::Json => serde_json::to_string_pretty(&report)? + "\n",
+    };
+    match &args.output {
+        Some(path) => std::fs::write(path, rendered)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => print!("{rendered}"),
+    }
+    if report.count == 0 {
+        eprintln!("jwtd-load: no call completed in the measured phase");
+        return Ok(ExitCode::from(2));
+    }
+    if let Some(max) = args.max_error_rate
+        && report.error_rate > max
+    {
+        eprintln!(
+            "jwtd-load: error rate {:.4}% is over --max-error-rate {:.4}% ({} unexpected tokens; {}; errors: {:?})",
+            100.0 * report.error_rate,
+            100.0 * max,
+            report.unexpected_tokens,
+            report
+                .first_unexpected
+                .as_deref()
+                .unwrap_or("no unexpected token"),
+            report.error_distribution,
+        );
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve_echo(args: &EchoArgs) -> anyhow::Result<()> {
+    runtime(args.threads)?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        // The same shape as jwtd's ready line, so one script finds both ports.
+        eprintln!("jwtd-load echo-server ready addr={addr}");
+        echo::serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("3d").is_err());
+    }
+}

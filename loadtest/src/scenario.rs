@@ -1,0 +1,241 @@
+//! The five standard scenarios, by name: the same names as the ghz configs in
+//! `loadtest/ghz/`. A scenario fixes the corpus shape (algorithms, batch,
+//! distinct tokens, invalid kinds and share, memo hit ratio) and the jwtd
+//! `[cache]` settings that make it hot or cold; run options stay free.
+
+use std::fmt;
+
+/// A signing algorithm the corpus can use (keys from `tests/data/keys`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Alg {
+    /// RS256 with an RSA-2048 key.
+    Rs256,
+    /// RS256 with an RSA-3072 key.
+    Rs256k3072,
+    /// ES256 (P-256).
+    Es256,
+    /// ES384 (P-384).
+    Es384,
+    /// EdDSA (Ed25519).
+    EdDsa,
+}
+
+impl Alg {
+    /// Every algorithm, in JWKS order.
+    pub const ALL: [Alg; 5] = [
+        Alg::Rs256,
+        Alg::Rs256k3072,
+        Alg::Es256,
+        Alg::Es384,
+        Alg::EdDsa,
+    ];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Alg::Rs256 => "RS256",
+            Alg::Rs256k3072 => "RS256-3072",
+            Alg::Es256 => "ES256",
+            Alg::Es384 => "ES384",
+            Alg::EdDsa => "EdDSA",
+        }
+    }
+
+    /// The algorithm for a command-line name.
+    pub fn from_name(name: &str) -> Option<Alg> {
+        Alg::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// The kid of its key in the corpus JWKS.
+    pub fn kid(self) -> &'static str {
+        match self {
+            Alg::Rs256 => "load-rsa2048",
+            Alg::Rs256k3072 => "load-rsa3072",
+            Alg::Es256 => "load-p256",
+            Alg::Es384 => "load-p384",
+            Alg::EdDsa => "load-ed25519",
+        }
+    }
+}
+
+impl fmt::Display for Alg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a corpus token is, and so which Status jwtd must answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Signed by a JWKS key, in date, right audience: VALID.
+    Valid,
+    /// `exp` an hour ago (beyond the 60 s leeway): EXPIRED.
+    Expired,
+    /// A valid token's signature over a different payload: BAD_SIGNATURE.
+    BadSignature,
+    /// `aud` names another API: AUDIENCE_MISMATCH.
+    WrongAudience,
+    /// Not a compact JWS: MALFORMED.
+    Garbage,
+    /// A kid that no JWKS key has (random per token): UNKNOWN_KEY.
+    UnknownKid,
+}
+
+impl Kind {
+    /// The `jwtd.v1.Status` jwtd must answer for this kind.
+    pub fn expected(self) -> jwtd::pb::Status {
+        use jwtd::pb::Status;
+        match self {
+            Kind::Valid => Status::Valid,
+            Kind::Expired => Status::Expired,
+            Kind::BadSignature => Status::BadSignature,
+            Kind::WrongAudience => Status::AudienceMismatch,
+            Kind::Garbage => Status::Malformed,
+            Kind::UnknownKid => Status::UnknownKey,
+        }
+    }
+}
+
+/// How the token stream reuses the distinct tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reuse {
+    /// The stream cycles through `distinct` tokens in order. With the memo off
+    /// every token is cold; with it on, all but the first pass are hits.
+    Cycle {
+        /// Distinct tokens.
+        distinct: usize,
+    },
+    /// A share `hot_share` of the stream is drawn from `hot` tokens that stay
+    /// memoized; the rest walks a cycle of `cold` tokens too long for the memo
+    /// (`memo_entries` in [`Scenario::memo_entries`]), so those miss.
+    HotCold {
+        /// Tokens that stay memoized.
+        hot: usize,
+        /// Tokens that the memo cannot hold between reuses.
+        cold: usize,
+        /// Share of the stream drawn from the hot set.
+        hot_share: f64,
+    },
+}
+
+/// A scenario: everything that shapes its corpus and its jwtd config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// The name (`single-cold`, …).
+    pub name: String,
+    /// Tokens per Verify call.
+    pub batch: usize,
+    /// Algorithms of the valid tokens, used round-robin.
+    pub algs: Vec<Alg>,
+    /// Stream shape.
+    pub reuse: Reuse,
+    /// Share of distinct tokens that are not Valid.
+    pub invalid_share: f64,
+    /// The kinds the invalid ones are spread over, evenly.
+    pub invalid_kinds: Vec<Kind>,
+    /// Bytes of padding claims, so tokens have a realistic size.
+    pub claim_bytes: usize,
+    /// jwtd `cache.memo_entries` (0 = memo off: every signature is checked).
+    pub memo_entries: usize,
+    /// jwtd `cache.negative_entries`.
+    pub negative_entries: usize,
+}
+
+/// The standard scenario names, in table order.
+pub const NAMES: [&str; 5] = [
+    "single-cold",
+    "batch64-cold",
+    "batch64-hot",
+    "mixed",
+    "flood",
+];
+
+/// Padding that makes an RS256 token about 720 bytes, the "typical access
+/// token" of `benches/verify.rs`, so service and core numbers compare.
+pub const DEFAULT_CLAIM_BYTES: usize = 200;
+
+impl Scenario {
+    /// The standard scenario called `name`.
+    pub fn named(name: &str) -> Option<Scenario> {
+        let base = Scenario {
+            name: name.to_owned(),
+            batch: 64,
+            algs: vec![Alg::Rs256],
+            reuse: Reuse::Cycle { distinct: 2048 },
+            invalid_share: 0.0,
+            invalid_kinds: Vec::new(),
+            claim_bytes: DEFAULT_CLAIM_BYTES,
+            memo_entries: 0,
+            negative_entries: 0,
+        };
+        let scenario = match name {
+            // Latency of one cold RS256 token per call. The memo is off, so a
+            // short cycle of distinct tokens is as cold as an endless stream
+            // (signing 100k RSA tokens up front would take minutes).
+            "single-cold" => Scenario { batch: 1, ..base },
+            // Full signature work at 64 tokens per call.
+            "batch64-cold" => base,
+            // A small set that stays memoized: the memo path end to end.
+            "batch64-hot" => Scenario {
+                reuse: Reuse::Cycle { distinct: 256 },
+                memo_entries: 100_000,
+                negative_entries: 10_000,
+                ..base
+            },
+            // 90% memo hits, RS256/ES256/EdDSA, 2% invalid.
+            "mixed" => Scenario {
+                batch: 16,
+                algs: vec![Alg::Rs256, Alg::Es256, Alg::EdDsa],
+                reuse: Reuse::HotCold {
+                    hot: 512,
+                    cold: 2048,
+                    hot_share: 0.9,
+                },
+                invalid_share: 0.02,
+                invalid_kinds: vec![
+                    Kind::Expired,
+                    Kind::BadSignature,
+                    Kind::WrongAudience,
+                    Kind::Garbage,
+                ],
+                // Room for the hot set, far too little for the cold cycle.
+                memo_entries: 1024,
+                negative_entries: 10_000,
+                ..base
+            },
+            // Garbage, bad signatures and random kids, with 10% valid tokens
+            // that must stay VALID. Memo and negative memo at their defaults.
+            "flood" => Scenario {
+                invalid_share: 0.9,
+                invalid_kinds: vec![Kind::Garbage, Kind::BadSignature, Kind::UnknownKid],
+                memo_entries: 100_000,
+                negative_entries: 10_000,
+                ..base
+            },
+            _ => return None,
+        };
+        Some(scenario)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_standard_name_is_defined() {
+        for name in NAMES {
+            let s = Scenario::named(name).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(s.name, name);
+            assert!(s.batch >= 1);
+        }
+        assert!(Scenario::named("nope").is_none());
+    }
+
+    #[test]
+    fn alg_names_round_trip() {
+        for alg in Alg::ALL {
+            assert_eq!(Alg::from_name(alg.name()), Some(alg));
+        }
+    }
+}

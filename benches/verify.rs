@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use jwtd::clock::{Clock, SystemClock};
 use jwtd::config::Limits;
-use jwtd::engine::{CancelToken, Engine, EngineConfig};
+use jwtd::engine::{CancelToken, Engine};
 use jwtd::grpc::result_of;
 use jwtd::memo::digest_of;
 use jwtd::policy::Narrowing;
@@ -50,15 +50,7 @@ const LIMITS: Limits = Limits {
 };
 
 fn engine(memo: bool) -> Arc<Engine> {
-    let config = if memo {
-        EngineConfig::default()
-    } else {
-        EngineConfig {
-            memo_entries: 0,
-            negative_entries: 0,
-            ..EngineConfig::default()
-        }
-    };
+    let config = engine_config(memo);
     Arc::new(
         Engine::new(
             Registry::fixed(trust(), LIMITS),

@@ -20,10 +20,7 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 const DRAIN: Duration = Duration::from_millis(1500);
 
 fn token() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = support::wall_now();
     independent_token(
         "RS256",
         &serde_json::json!({ "iss": ISS, "sub": "alice", "aud": "api", "exp": now + 3600 }),
@@ -142,10 +139,7 @@ async fn sigterm_flips_readiness_drains_and_drops_no_accepted_call() {
 
     let slow = {
         let channel = channel.clone();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
+        let now = support::wall_now();
         let token = independent_token(
             "ES256",
             &serde_json::json!({ "iss": "https://remote.test", "aud": "api", "exp": now + 3600 }),

@@ -297,34 +297,29 @@ macro_rules! reflection_checks {
                 assert!(names.contains(&want), "{names:?}");
             }
 
-            let Some(MessageResponse::FileDescriptorResponse(files)) = responses
-                .message()
-                .await
-                .expect("stream")
-                .and_then(|m| m.message_response)
-            else {
-                panic!("expected a file descriptor");
-            };
-            use prost::Message as _;
-            let file =
+            /// The first file of the next FileDescriptorResponse.
+            async fn next_file(
+                responses: &mut tonic::Streaming<r::ServerReflectionResponse>,
+            ) -> prost_types::FileDescriptorProto {
+                use prost::Message as _;
+                let Some(MessageResponse::FileDescriptorResponse(files)) = responses
+                    .message()
+                    .await
+                    .expect("stream")
+                    .and_then(|m| m.message_response)
+                else {
+                    panic!("expected a file descriptor");
+                };
                 prost_types::FileDescriptorProto::decode(files.file_descriptor_proto[0].as_slice())
-                    .expect("descriptor decodes");
+                    .expect("descriptor decodes")
+            }
+            let file = next_file(&mut responses).await;
             assert_eq!(file.package(), "jwtd.v1");
             assert_eq!(file.service[0].method[0].name(), "Verify");
 
             // Check too, and every file it imports (a client needs them all
             // to build a CheckRequest; it asks for them by name).
-            let Some(MessageResponse::FileDescriptorResponse(files)) = responses
-                .message()
-                .await
-                .expect("stream")
-                .and_then(|m| m.message_response)
-            else {
-                panic!("expected the ext_authz file descriptor");
-            };
-            let authz =
-                prost_types::FileDescriptorProto::decode(files.file_descriptor_proto[0].as_slice())
-                    .expect("decodes");
+            let authz = next_file(&mut responses).await;
             assert_eq!(authz.package(), "envoy.service.auth.v3");
             assert_eq!(authz.service[0].method[0].name(), "Check");
             let imports: Vec<_> = authz

@@ -178,10 +178,7 @@ fn one<'a>(spans: &'a [Span], name: &str) -> &'a Span {
 
 /// A token from the independent signer, valid for an hour from now.
 fn token(alg: &str, iss: &str, exp_in: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = support::wall_now();
     independent_token(
         alg,
         &json!({ "iss": iss, "sub": "alice", "aud": "api", "iat": now - 10, "exp": now + exp_in }),

@@ -83,6 +83,20 @@ pub fn claims(iss: &str, n: usize) -> Map<String, Value> {
     .clone()
 }
 
+/// The engine's defaults, or with both memos off (every token a full check).
+pub fn engine_config(memo: bool) -> jwtd::engine::EngineConfig {
+    let defaults = jwtd::engine::EngineConfig::default();
+    if memo {
+        defaults
+    } else {
+        jwtd::engine::EngineConfig {
+            memo_entries: 0,
+            negative_entries: 0,
+            ..defaults
+        }
+    }
+}
+
 pub fn trust() -> Trust {
     let issuer = |iss: &str, jwks: Value| {
         let (keys, _) = KeySet::from_jwks(jwks.to_string().as_bytes(), Origin::LocalFile).unwrap();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use jwtd::clock::SystemClock;
 use jwtd::config::Limits;
-use jwtd::engine::{Engine, EngineConfig};
+use jwtd::engine::Engine;
 use jwtd::otel::{Endpoint, Protocol, SamplerChoice, TraceSettings, Tracing};
 use jwtd::pb::VerifyRequest;
 use jwtd::pb::verifier_service_client::VerifierServiceClient;
@@ -57,15 +57,7 @@ pub async fn jwtd(memo: bool) -> VerifierServiceClient<Channel> {
         max_batch: 1024,
         max_token_bytes: 8192,
     };
-    let config = if memo {
-        EngineConfig::default()
-    } else {
-        EngineConfig {
-            memo_entries: 0,
-            negative_entries: 0,
-            ..EngineConfig::default()
-        }
-    };
+    let config = super::engine_config(memo);
     let registry = Registry::fixed(super::trust(), limits);
     let engine = Arc::new(Engine::new(registry, Arc::new(SystemClock), config).unwrap());
     let (listener, url) = listen().await;

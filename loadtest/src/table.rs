@@ -42,6 +42,15 @@ fn fmt(value: Option<f64>, unit: &str, digits: usize) -> String {
     value.map_or("—".into(), |v| format!("{v:.digits$}{unit}"))
 }
 
+/// The median over `reports` of the `p`th latency percentile, in ms.
+fn latency_ms(reports: &[Value], p: f64) -> String {
+    fmt(
+        field(reports, |r| percentile(r, p)).map(|ns| ns / 1e6),
+        " ms",
+        2,
+    )
+}
+
 /// The markdown table of the reports in `files`; with `raw_rs256_us`, each
 /// scenario's tokens/sec is also shown against twice criterion's
 /// single-core `verify/raw/RS256` rate (the 2-core floor).
@@ -80,16 +89,8 @@ pub fn render(files: &[PathBuf], raw_rs256_us: Option<f64>) -> Result<String, Er
             "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | not measured here: ghz not installable |",
             fmt(tps, "", 0),
             fmt(field(jwtd, |r| r["rps"].as_f64()), "", 0),
-            fmt(
-                field(jwtd, |r| percentile(r, 50.0)).map(|ns| ns / 1e6),
-                " ms",
-                2
-            ),
-            fmt(
-                field(jwtd, |r| percentile(r, 99.0)).map(|ns| ns / 1e6),
-                " ms",
-                2
-            ),
+            latency_ms(jwtd, 50.0),
+            latency_ms(jwtd, 99.0),
             fmt(
                 field(jwtd, |r| r["serverCpuSecondsPerMillionTokens"].as_f64()),
                 " s",
@@ -114,21 +115,9 @@ pub fn render(files: &[PathBuf], raw_rs256_us: Option<f64>) -> Result<String, Er
             "\nsingle-cold at half its maximum rate ({} calls/s offered, {} runs): p50 {}, p99 {}, p99.9 {}",
             fmt(field(half, |r| r["options"]["rps"].as_f64()), "", 0),
             half.len(),
-            fmt(
-                field(half, |r| percentile(r, 50.0)).map(|ns| ns / 1e6),
-                " ms",
-                2
-            ),
-            fmt(
-                field(half, |r| percentile(r, 99.0)).map(|ns| ns / 1e6),
-                " ms",
-                2
-            ),
-            fmt(
-                field(half, |r| percentile(r, 99.9)).map(|ns| ns / 1e6),
-                " ms",
-                2
-            ),
+            latency_ms(half, 50.0),
+            latency_ms(half, 99.0),
+            latency_ms(half, 99.9),
         );
     }
     if let Some(floor) = floor {

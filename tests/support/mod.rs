@@ -156,6 +156,12 @@ fn es512_token(kid: &str, claims: &Value) -> String {
     format!("{input}.{}", b64(&signature.to_bytes()))
 }
 
+/// Seconds since the epoch now, for tokens sent to a jwtd on the system clock.
+pub fn wall_now() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.expect("clock after 1970").as_secs() as i64
+}
+
 pub fn now() -> UnixTime {
     UnixTime(NOW)
 }

@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests state their expectations by panicking.
 
 use std::io::{BufRead as _, BufReader};
-use std::path::PathBuf;
 use std::process::Stdio;
 
 mod support;
@@ -12,14 +11,7 @@ mod support;
 use jwtd::pb::verifier_service_client::VerifierServiceClient;
 use jwtd::pb::{Status, VerifyRequest};
 use support::process::{Running, Served, jwtd};
-
-fn scratch(name: &str, contents: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("jwtd-cli-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(name);
-    std::fs::write(&path, contents).expect("write temp file");
-    path
-}
+use support::scratch;
 
 fn mint_dev_token(extra: &[&str]) -> String {
     let out = jwtd()

@@ -209,8 +209,8 @@ async fn duplicates_in_a_batch_are_verified_once_and_order_is_kept() {
 
 #[tokio::test]
 async fn a_removed_key_invalidates_memoized_results() {
-    let dir = std::env::temp_dir().join(format!("jwtd-engine-keys-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let path = dir.join("jwks.json");
     let write = |kids: &[&str]| {
         let keys: Vec<Value> = kids.iter().map(|k| jwk(k)).collect();

@@ -70,9 +70,8 @@ async fn sigterm_flips_readiness_drains_and_drops_no_accepted_call() {
         }),
     );
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let dir = std::env::temp_dir().join(format!("jwtd-lifecycle-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("jwtd.toml");
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("jwtd.toml");
     std::fs::write(
         &config,
         format!(

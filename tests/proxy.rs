@@ -62,8 +62,8 @@ async fn verify_check_and_health_pass_through_nginx_grpc_pass() {
         },
     )
     .await;
-    let dir = std::env::temp_dir().join(format!("jwtd-nginx-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let port = free_port();
     let conf = format!(
         "daemon off;\nmaster_process off;\nerror_log {dir}/error.log warn;\npid {dir}/nginx.pid;\n\
@@ -80,7 +80,7 @@ async fn verify_check_and_health_pass_through_nginx_grpc_pass() {
     let _proxy = Nginx(
         Command::new(&nginx)
             .arg("-p")
-            .arg(&dir)
+            .arg(dir)
             .arg("-e")
             .arg(dir.join("error.log"))
             .arg("-c")

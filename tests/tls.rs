@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,10 +52,12 @@ impl Ca {
     }
 }
 
-fn dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("jwtd-tls-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory, removed when dropped.
+fn dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("jwtd-tls-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// Writes the server's files (atomically, as a rotation would) into `dir`.
@@ -133,7 +135,8 @@ async fn call(
 #[tokio::test]
 async fn tls_serves_clients_that_trust_the_certificate_and_refuses_plaintext() {
     let ca = Ca::new("server CA");
-    let server = start(write_server_files(&dir("tls"), &ca, None)).await;
+    let folder = dir("tls");
+    let server = start(write_server_files(folder.path(), &ca, None)).await;
     assert_eq!(call(&server, &ca, None).await, Ok(Status::Valid));
 
     let stranger = Ca::new("another CA");
@@ -155,7 +158,8 @@ async fn tls_serves_clients_that_trust_the_certificate_and_refuses_plaintext() {
 async fn mtls_refuses_clients_without_a_certificate_from_the_client_ca() {
     let ca = Ca::new("server CA");
     let clients = Ca::new("client CA");
-    let server = start(write_server_files(&dir("mtls"), &ca, Some(&clients))).await;
+    let folder = dir("mtls");
+    let server = start(write_server_files(folder.path(), &ca, Some(&clients))).await;
 
     let good = clients.issue("orders-service", false);
     assert_eq!(call(&server, &ca, Some(good)).await, Ok(Status::Valid));
@@ -176,7 +180,7 @@ async fn mtls_refuses_clients_without_a_certificate_from_the_client_ca() {
 async fn rotated_certificates_are_picked_up_without_a_restart() {
     let folder = dir("rotate");
     let (ca1, clients1) = (Ca::new("CA 1"), Ca::new("clients 1"));
-    let server = start(write_server_files(&folder, &ca1, Some(&clients1))).await;
+    let server = start(write_server_files(folder.path(), &ca1, Some(&clients1))).await;
     assert_eq!(
         call(&server, &ca1, Some(clients1.issue("svc", false))).await,
         Ok(Status::Valid)
@@ -184,7 +188,7 @@ async fn rotated_certificates_are_picked_up_without_a_restart() {
 
     // Rotate everything: a new server certificate and a new client CA.
     let (ca2, clients2) = (Ca::new("CA 2"), Ca::new("clients 2"));
-    write_server_files(&folder, &ca2, Some(&clients2));
+    write_server_files(folder.path(), &ca2, Some(&clients2));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         if call(&server, &ca2, Some(clients2.issue("svc", false))).await == Ok(Status::Valid) {
@@ -204,7 +208,7 @@ async fn rotated_certificates_are_picked_up_without_a_restart() {
     );
 
     // A broken rotation keeps the running certificates.
-    std::fs::write(folder.join("tls.crt"), "not a certificate").unwrap();
+    std::fs::write(folder.path().join("tls.crt"), "not a certificate").unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(
         call(&server, &ca2, Some(clients2.issue("svc", false))).await,

@@ -185,12 +185,8 @@ fn token(alg: &str, iss: &str, exp_in: i64) -> String {
     )
 }
 
-fn config_file(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("jwtd-tracing-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
+fn config_file(name: &str, text: &str) -> support::Scratch {
+    support::scratch(name, text)
 }
 
 fn issuer_section() -> String {

@@ -25,6 +25,42 @@ pub fn data(path: &str) -> PathBuf {
         .join(path)
 }
 
+/// A file written into a fresh temporary directory; both are removed when
+/// this is dropped. Derefs to the file's path.
+pub struct Scratch {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+pub fn scratch(name: &str, contents: &str) -> Scratch {
+    let dir = tempfile::Builder::new()
+        .prefix("jwtd-test-")
+        .tempdir()
+        .expect("temp dir");
+    let path = dir.path().join(name);
+    std::fs::write(&path, contents).expect("write temp file");
+    Scratch { _dir: dir, path }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::path::Path> for Scratch {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for Scratch {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.path.as_os_str()
+    }
+}
+
 pub fn read(path: &str) -> Vec<u8> {
     std::fs::read(data(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }

@@ -223,6 +223,10 @@ impl Registry {
                     .issuer(&name)
                     .map_or(KeyState::Unavailable, |i| i.keys.clone())
             };
+            // A key file's stamp is taken before it is read, and handed to
+            // the refresh task: a change after this read is seen at its
+            // first tick, however late the task first runs.
+            let mut file_stamp: Stamp = None;
             let (slot, keys) = match previous {
                 Some(slot) if slot.source == source => {
                     // A reload (SIGHUP) also means "look again now".
@@ -236,6 +240,7 @@ impl Registry {
                             current_keys()
                         }
                         KeySource::File(path) => {
+                            file_stamp = stamp(path);
                             let (set, refused) =
                                 KeySet::load_file(path).map_err(|error| ConfigError::Keys {
                                     index,
@@ -267,6 +272,7 @@ impl Registry {
                         Arc::clone(&slot),
                         fetcher,
                         matches!(keys, KeyState::Loaded(_)),
+                        file_stamp,
                     ));
                     (slot, keys)
                 }
@@ -291,12 +297,13 @@ impl Registry {
                     slot.stop();
                 }
             }
-            for (slot, fetcher, loaded) in to_start {
+            for (slot, fetcher, loaded, file_stamp) in to_start {
                 let task = tokio::spawn(run(
                     Arc::downgrade(self),
                     Arc::clone(&slot),
                     fetcher,
                     loaded,
+                    file_stamp,
                 ));
                 *lock(&slot.task) = Some(task);
             }
@@ -445,14 +452,18 @@ enum Loaded {
     Unchanged,
 }
 
-/// The refresh task of one issuer: the only code that loads its keys after start.
-async fn run(registry: Weak<Registry>, slot: Arc<Slot>, fetcher: Option<Fetcher>, loaded: bool) {
+/// The refresh task of one issuer: the only code that loads its keys after
+/// start. `file_stamp` is the key file's stamp when its keys were read (None:
+/// the first tick reads the file again).
+async fn run(
+    registry: Weak<Registry>,
+    slot: Arc<Slot>,
+    fetcher: Option<Fetcher>,
+    loaded: bool,
+    mut file_stamp: Stamp,
+) {
     let policy = slot.source.refresh;
     let is_file = matches!(slot.source.source, KeySource::File(_));
-    let mut file_stamp = match &slot.source.source {
-        KeySource::File(path) => stamp(path),
-        _ => None,
-    };
     let mut discovered: Option<(Url, Instant)> = None;
     let mut last_good = loaded.then(Instant::now);
     let mut unavailable = !loaded;

@@ -548,8 +548,8 @@ async fn an_oversized_jwks_is_refused_and_the_old_set_stays() {
 
 #[tokio::test]
 async fn a_changed_key_file_is_reloaded() {
-    let dir = std::env::temp_dir().join(format!("jwtd-file-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let path = dir.join("jwks.json");
     let write = |kids: &[&str]| {
         let keys: Vec<Value> = kids.iter().map(|k| jwk(k)).collect();
@@ -576,6 +576,38 @@ async fn a_changed_key_file_is_reloaded() {
     .await;
     assert_eq!(jwtd.one(&old).await, S::UnknownKey);
     jwtd.server.stop().await;
+}
+
+/// The refresh task may first run long after the keys were read at start
+/// (here: not before the test's next await). A change in between must still
+/// be seen, so the file's stamp is the one taken at that read.
+#[tokio::test]
+async fn a_key_file_changed_before_its_refresh_task_runs_is_reloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    let write = |kids: &[&str]| {
+        let keys: Vec<Value> = kids.iter().map(|k| jwk(k)).collect();
+        let tmp = dir.path().join("jwks.json.tmp");
+        std::fs::write(&tmp, json!({ "keys": keys }).to_string()).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    };
+    write(&["rsa2048"]);
+    let config = Config::from_toml(
+        &issuer_toml(
+            &format!("jwks_file = {:?}", path.display().to_string()),
+            "refresh_seconds = 0.05",
+        ),
+        std::path::Path::new("/"),
+    )
+    .unwrap();
+    // A current-thread runtime: nothing spawned runs until this task awaits.
+    let (registry, _) = Registry::start(&config).await.unwrap();
+    let before = registry.snapshot();
+    write(&["rsa2048", "p256"]);
+    eventually("the change made before the first refresh", || async {
+        !Arc::ptr_eq(&before, &registry.snapshot())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -108,14 +108,16 @@ fn main() -> ExitCode {
 /// inside a traced call carry its `trace_id` and `span_id` (fields of the
 /// call's span), so a log search and a trace search meet.
 fn init_logs(format: LogFormat, tracing: Option<&Tracing>) {
-    use tracing_subscriber::filter::{FilterExt as _, filter_fn};
+    use tracing_subscriber::filter::FilterExt as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     use tracing_subscriber::{Layer as _, Registry};
 
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Per-token rejection events are for traces only.
-    let logged = filter.and(filter_fn(|m| !(m.is_event() && m.target() == otel::TARGET)));
+    let logged = filter.and(otel::ByMetadata(|m| {
+        !(m.is_event() && m.target() == otel::TARGET)
+    }));
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let logs: Box<dyn tracing_subscriber::Layer<Registry> + Send + Sync> = match format {
         LogFormat::Human => logs.with_ansi(std::io::stderr().is_terminal()).boxed(),
@@ -125,11 +127,13 @@ fn init_logs(format: LogFormat, tracing: Option<&Tracing>) {
             .with_span_list(true)
             .boxed(),
     };
-    let traces = tracing.map(Tracing::layer);
-    tracing_subscriber::registry()
-        .with(logs.with_filter(logged))
-        .with(traces)
-        .init();
+    let registry = tracing_subscriber::registry().with(logs.with_filter(logged));
+    // Not an `Option` layer: a `None` layer still says "always" to every
+    // callsite, so the registry would open every trace-level span of h2.
+    match tracing {
+        Some(tracing) => registry.with(tracing.layer()).init(),
+        None => registry.init(),
+    }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

@@ -370,6 +370,17 @@ async fn a_callers_trace_continues_through_jwtd_over_otlp_grpc() {
         received.in_trace(&unhex(UNSAMPLED)).is_empty(),
         "spans of an unsampled caller were exported"
     );
+
+    // Rejection events are for traces: logs at info carry none of them.
+    served.signal("TERM");
+    assert!(served.wait_exit().await.success());
+    let log = served.whole_log();
+    assert!(log.iter().any(|l| l.contains("jwtd stopped")), "{log:#?}");
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("jwtd.token.rejected") || l.contains("sha256_prefix")),
+        "a rejection event was logged: {log:#?}"
+    );
 }
 
 #[tokio::test]

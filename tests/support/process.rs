@@ -82,6 +82,19 @@ impl Served {
         }
     }
 
+    /// Every log line, once jwtd has exited and closed its stderr.
+    pub fn whole_log(&mut self) -> Vec<String> {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) => self.seen.push(line),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return self.seen.clone(),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("jwtd's stderr still open; saw {:#?}", self.seen)
+                }
+            }
+        }
+    }
+
     pub fn address(&mut self) -> String {
         let line = self.wait_for("jwtd ready");
         let at = line.find("addr=").expect("ready line names the address") + 5;

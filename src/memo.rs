@@ -33,7 +33,7 @@
 //!   shards without a snapshot, so under concurrent inserts and removals it
 //!   can read several entries high or low (CI once saw it read past the
 //!   bound by more than the number of inserting threads). The bound is
-//!   enforced on one `AtomicUsize` moved beside the byte count, on the
+//!   enforced on one `AtomicUsize` kept beside the byte count, on the
 //!   insert path only; hits never touch it.
 //! - **Expiry**: an entry never outlives its token's `exp` plus leeway, nor
 //!   `memo_max_ttl_seconds`; an expired entry is a miss.

@@ -232,6 +232,70 @@ mod tests {
         assert!(Scenario::named("nope").is_none());
     }
 
+    /// ghz is not installable here, so its configs are checked against
+    /// ghz's own `runner.Config` JSON keys (ghz 0.115, runner/config.go) and
+    /// against the scenarios and the proto they must name.
+    #[test]
+    fn every_scenario_has_a_ghz_config_ghz_can_read() {
+        const GHZ_KEYS: [&str; 17] = [
+            "call",
+            "host",
+            "insecure",
+            "data-file",
+            "connections",
+            "concurrency",
+            "duration",
+            "total",
+            "rps",
+            "skipFirst",
+            "timeout",
+            "metadata",
+            "connect-timeout",
+            "keepalive",
+            "cpus",
+            "format",
+            "output",
+        ];
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ghz");
+        let proto = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto/jwtd/v1/jwtd.proto"),
+        )
+        .expect("the Verify proto");
+        assert!(proto.contains("package jwtd.v1;") && proto.contains("service VerifierService"));
+        for name in NAMES {
+            let path = dir.join(format!("{name}.json"));
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let config: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            for key in config.keys() {
+                assert!(
+                    GHZ_KEYS.contains(&key.as_str()),
+                    "{name}: ghz has no key {key:?}"
+                );
+            }
+            assert_eq!(config["call"], "jwtd.v1.VerifierService.Verify", "{name}");
+            assert_eq!(
+                config["data-file"],
+                format!("target/loadtest/ghz/{name}/ghz-data.json"),
+                "{name}: the data file the README's corpus command writes"
+            );
+            assert!(
+                config.get("proto").is_none(),
+                "{name}: reflection, not --proto"
+            );
+            for key in ["duration", "timeout"] {
+                if let Some(v) = config.get(key) {
+                    let v = v.as_str().unwrap_or_default();
+                    assert!(
+                        v.strip_suffix('s')
+                            .is_some_and(|n| n.parse::<u32>().is_ok()),
+                        "{name}: {key} {v:?} is not a Go duration in seconds"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn alg_names_round_trip() {
         for alg in Alg::ALL {

@@ -1,6 +1,8 @@
 //! Graceful shutdown as a mesh sees it: on SIGTERM readiness turns
 //! NOT_SERVING first, calls keep being served through the drain period,
-//! no accepted call is dropped, and the process exits 0.
+//! no accepted call is dropped, and the process exits 0. And the
+//! connection settings meshes rely on: a maximum connection age (GOAWAY)
+//! and HTTP/2 keepalive (PINGs, and a silent peer disconnected).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests state their expectations by panicking.
 
@@ -221,4 +223,120 @@ async fn sigterm_flips_readiness_drains_and_drops_no_accepted_call() {
             );
         }
     }
+}
+
+/// `max_connection_age_seconds` closes each connection after that age with
+/// a GOAWAY, so a mesh's long-lived connections spread over new replicas.
+/// Watched on one bare HTTP/2 connection: a call passes on it, then the
+/// server ends it.
+#[tokio::test]
+async fn connections_are_closed_after_max_connection_age() {
+    let jwks = support::data("keys/jwks.json");
+    let config = support::scratch(
+        "jwtd.toml",
+        &format!(
+            "listen = \"127.0.0.1:0\"\nmetrics_listen = \"\"\n[server]\ndrain_seconds = 0\n\
+             max_connection_age_seconds = 0.5\n[[issuers]]\nissuer = {ISS:?}\njwks_file = {jwks:?}\n"
+        ),
+    );
+    let mut served = Served::start(&config);
+    let addr = served.address();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let opened = Instant::now();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(connection);
+
+    // grpc.health.v1.Health/Check for the whole server: an empty message.
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::post(format!("http://{addr}/grpc.health.v1.Health/Check"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (response, mut body) = client.send_request(request, false).unwrap();
+    body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+        .unwrap();
+    let mut response = response.await.unwrap();
+    assert_eq!(response.status(), 200);
+    while let Some(chunk) = response.body_mut().data().await {
+        chunk.unwrap();
+    }
+    let trailers = response.body_mut().trailers().await.unwrap().unwrap();
+    assert_eq!(trailers["grpc-status"], "0");
+    drop(client);
+
+    let closed = tokio::time::timeout(Duration::from_secs(10), connection)
+        .await
+        .expect("the server closed the connection after its maximum age");
+    closed
+        .unwrap()
+        .expect("a clean GOAWAY, not a connection error");
+    assert!(
+        opened.elapsed() >= Duration::from_millis(500),
+        "closed before its age: {:?}",
+        opened.elapsed()
+    );
+    served.signal("TERM");
+    assert!(served.wait_exit().await.success());
+}
+
+/// HTTP/2 keepalive: jwtd PINGs a quiet connection every
+/// `http2_keepalive_interval_seconds`, and closes one whose peer has not
+/// answered within `http2_keepalive_timeout_seconds` (a peer gone without a
+/// FIN). Spoken frame by frame: this client acknowledges the server's
+/// SETTINGS but never its PINGs.
+#[tokio::test]
+async fn a_peer_that_never_answers_pings_is_disconnected() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const SETTINGS: u8 = 0x4;
+    const PING: u8 = 0x6;
+    const ACK: u8 = 0x1;
+
+    let jwks = support::data("keys/jwks.json");
+    let config = support::scratch(
+        "jwtd.toml",
+        &format!(
+            "listen = \"127.0.0.1:0\"\nmetrics_listen = \"\"\n[server]\ndrain_seconds = 0\n\
+             http2_keepalive_interval_seconds = 0.2\nhttp2_keepalive_timeout_seconds = 0.3\n\
+             [[issuers]]\nissuer = {ISS:?}\njwks_file = {jwks:?}\n"
+        ),
+    );
+    let mut served = Served::start(&config);
+    let addr = served.address();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    tcp.write_all(&[0, 0, 0, SETTINGS, 0, 0, 0, 0, 0])
+        .await
+        .unwrap();
+
+    let mut pings = 0;
+    let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let mut header = [0u8; 9];
+            if tcp.read_exact(&mut header).await.is_err() {
+                return; // closed by jwtd
+            }
+            let len =
+                usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+            let mut payload = vec![0u8; len];
+            if tcp.read_exact(&mut payload).await.is_err() {
+                return;
+            }
+            match (header[3], header[4] & ACK) {
+                (SETTINGS, 0) => tcp
+                    .write_all(&[0, 0, 0, SETTINGS, ACK, 0, 0, 0, 0])
+                    .await
+                    .unwrap(),
+                (PING, 0) => pings += 1,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(outcome.is_ok(), "a silent peer was kept for 10 s");
+    assert!(pings >= 1, "closed without a keepalive PING first");
+    served.signal("TERM");
+    assert!(served.wait_exit().await.success());
 }

@@ -380,6 +380,36 @@ pub struct Config {
 }
 
 impl Config {
+    /// The top-level keys and sections that `new` changes and that only a
+    /// restart applies: a reload (SIGHUP) applies `startup`, `[limits]`,
+    /// `[fetch]` and the issuers, and nothing else. Listeners, the pool, TLS
+    /// settings, ext_authz and telemetry are built once at start.
+    pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        if self.listen != new.listen {
+            changed.push("listen");
+        }
+        if self.metrics_listen != new.metrics_listen {
+            changed.push("metrics_listen");
+        }
+        if self.cache != new.cache {
+            changed.push("[cache]");
+        }
+        if self.server != new.server {
+            changed.push("[server]");
+        }
+        if self.tls != new.tls {
+            changed.push("[tls]");
+        }
+        if self.ext_authz != new.ext_authz {
+            changed.push("[ext_authz]");
+        }
+        if self.telemetry != new.telemetry {
+            changed.push("[telemetry]");
+        }
+        changed
+    }
+
     /// Reads and validates a config file. Relative paths inside it are
     /// resolved against the file's folder.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -904,6 +934,34 @@ mod tests {
         issuer = "https://issuer.example"
         jwks_file = "jwks.json"
     "#;
+
+    #[test]
+    fn a_reload_names_what_only_a_restart_applies() {
+        let base = parse(MINIMAL).unwrap();
+        let reloadable = parse(&format!(
+            "startup = \"wait\"\n[limits]\nmax_batch = 8\n[fetch]\ntimeout_seconds = 2\n{MINIMAL}\n\
+             [[issuers]]\nissuer = \"https://other.example\"\njwks_file = \"other.json\"\n"
+        ))
+        .unwrap();
+        assert_eq!(base.restart_only_changes(&reloadable), Vec::<&str>::new());
+        let restart = parse(&format!(
+            "listen = \"0.0.0.0:6000\"\nmetrics_listen = \"\"\n[cache]\nmemo_entries = 10\n\
+             [server]\ndrain_seconds = 1\n[ext_authz]\nheader = \"x-token\"\n\
+             [telemetry]\nservice_name = \"other\"\n{MINIMAL}"
+        ))
+        .unwrap();
+        assert_eq!(
+            base.restart_only_changes(&restart),
+            [
+                "listen",
+                "metrics_listen",
+                "[cache]",
+                "[server]",
+                "[ext_authz]",
+                "[telemetry]"
+            ]
+        );
+    }
 
     #[test]
     fn defaults_apply() {

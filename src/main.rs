@@ -230,7 +230,11 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
         "plaintext"
     };
     tracing::info!(%addr, scheme, "jwtd ready: serving jwtd.v1.VerifierService, envoy.service.auth.v3.Authorization, grpc.health.v1 and reflection");
-    let reloads = tokio::spawn(reload_on_sighup(path, config.listen, Arc::clone(&registry)));
+    let reloads = tokio::spawn(reload_on_sighup(
+        path,
+        config.clone(),
+        Arc::clone(&registry),
+    ));
 
     // After the signal: readiness flips, calls are served for the drain
     // period, then in-flight calls get DRAIN_LIMIT to finish; clients that
@@ -268,7 +272,9 @@ fn key_count(issuer: &TrustedIssuer) -> usize {
 
 /// Re-reads the config file on every SIGHUP. A config that does not parse,
 /// validate or load is rejected with a log line; the running one stays.
-async fn reload_on_sighup(path: PathBuf, listen: std::net::SocketAddr, registry: Arc<Registry>) {
+/// Changes that only a restart applies (compared with the config jwtd
+/// `started` with) are named in a warning rather than silently ignored.
+async fn reload_on_sighup(path: PathBuf, started: Config, registry: Arc<Registry>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -288,10 +294,11 @@ async fn reload_on_sighup(path: PathBuf, listen: std::net::SocketAddr, registry:
                     continue;
                 }
             };
-            if config.listen != listen {
+            let later = started.restart_only_changes(&config);
+            if !later.is_empty() {
                 tracing::warn!(
-                    "listen changed to {}; a restart is needed for that, jwtd stays on {listen}",
-                    config.listen
+                    "{} changed in the file; that takes a restart, the running values stay",
+                    later.join(", ")
                 );
             }
             match registry.reload(&config).await {
@@ -309,7 +316,7 @@ async fn reload_on_sighup(path: PathBuf, listen: std::net::SocketAddr, registry:
     }
     #[cfg(not(unix))]
     {
-        let _ = (path, listen, registry);
+        let _ = (path, started, registry);
     }
 }
 

@@ -385,29 +385,18 @@ impl Config {
     /// `[fetch]` and the issuers, and nothing else. Listeners, the pool, TLS
     /// settings, ext_authz and telemetry are built once at start.
     pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
-        let mut changed = Vec::new();
-        if self.listen != new.listen {
-            changed.push("listen");
-        }
-        if self.metrics_listen != new.metrics_listen {
-            changed.push("metrics_listen");
-        }
-        if self.cache != new.cache {
-            changed.push("[cache]");
-        }
-        if self.server != new.server {
-            changed.push("[server]");
-        }
-        if self.tls != new.tls {
-            changed.push("[tls]");
-        }
-        if self.ext_authz != new.ext_authz {
-            changed.push("[ext_authz]");
-        }
-        if self.telemetry != new.telemetry {
-            changed.push("[telemetry]");
-        }
-        changed
+        [
+            ("listen", self.listen != new.listen),
+            ("metrics_listen", self.metrics_listen != new.metrics_listen),
+            ("[cache]", self.cache != new.cache),
+            ("[server]", self.server != new.server),
+            ("[tls]", self.tls != new.tls),
+            ("[ext_authz]", self.ext_authz != new.ext_authz),
+            ("[telemetry]", self.telemetry != new.telemetry),
+        ]
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect()
     }
 
     /// Reads and validates a config file. Relative paths inside it are

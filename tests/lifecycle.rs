@@ -241,8 +241,9 @@ async fn connections_are_closed_after_max_connection_age() {
     );
     let mut served = Served::start(&config);
     let addr = served.address();
-    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // Before the connect, so never after the server's accept starts the age.
     let opened = Instant::now();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let (client, connection) = h2::client::handshake(tcp).await.unwrap();
     let connection = tokio::spawn(connection);
 

@@ -79,21 +79,13 @@ pub async fn serve_with(
     let registry = Arc::clone(engine.registry());
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status("", ServingStatus::Serving).await;
-    for service in READINESS {
-        health
-            .set_service_status(service, ServingStatus::NotServing)
-            .await;
-    }
+    set_readiness(&health, ServingStatus::NotServing).await;
     let mut ready = registry.ready();
     let readiness = health.clone();
     let health_task = tokio::spawn(async move {
         // Readiness only ever flips to true; an error means the registry is gone.
         if ready.wait_for(|r| *r).await.is_ok() {
-            for service in READINESS {
-                readiness
-                    .set_service_status(service, ServingStatus::Serving)
-                    .await;
-            }
+            set_readiness(&readiness, ServingStatus::Serving).await;
             tracing::info!("keys loaded for every issuer: {SERVICE_NAME} is SERVING");
         }
     });
@@ -115,11 +107,7 @@ pub async fn serve_with(
     let stop = async move {
         shutdown.await;
         health_task.abort();
-        for service in READINESS {
-            health
-                .set_service_status(service, ServingStatus::NotServing)
-                .await;
-        }
+        set_readiness(&health, ServingStatus::NotServing).await;
         if !drain.is_zero() {
             tracing::info!(
                 "readiness is NOT_SERVING; still serving for {drain:?} (server.drain_seconds)"
@@ -154,6 +142,13 @@ pub async fn serve_with(
 
 /// The services whose health is readiness.
 const READINESS: [&str; 2] = [SERVICE_NAME, AUTHZ_SERVICE_NAME];
+
+/// Sets the health of every readiness service.
+async fn set_readiness(health: &tonic_health::server::HealthReporter, status: ServingStatus) {
+    for service in READINESS {
+        health.set_service_status(service, status).await;
+    }
+}
 
 /// The full gRPC name of Envoy's Authorization service.
 pub const AUTHZ_SERVICE_NAME: &str = "envoy.service.auth.v3.Authorization";

@@ -24,6 +24,7 @@ pub mod otel;
 pub mod policy;
 pub mod registry;
 pub mod server;
+mod stamp;
 mod sync;
 pub mod telemetry;
 pub mod tls;

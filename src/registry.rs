@@ -30,10 +30,9 @@
 //!   modification time or size changed.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use reqwest::Url;
@@ -44,6 +43,7 @@ use crate::config::{Config, ConfigError, IssuerConfig, KeySource, Limits, Refres
 use crate::keys::fetch::{FetchError, FetchLimits, Fetcher};
 use crate::keys::{KeySet, KeySetError, Origin, Refused};
 use crate::policy::{KeyState, Trust, TrustedIssuer};
+use crate::stamp::{Stamp, stamp};
 use crate::sync::lock;
 use crate::{otel, telemetry};
 
@@ -437,14 +437,6 @@ impl Slot {
             task.abort();
         }
     }
-}
-
-/// A file's modification time and size, to tell whether it changed.
-type Stamp = Option<(SystemTime, u64)>;
-
-fn stamp(path: &PathBuf) -> Stamp {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
 }
 
 enum Loaded {

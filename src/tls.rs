@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpStream;
@@ -28,6 +28,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::config::TlsConfig;
+use crate::stamp::{Stamp, stamp};
 
 /// Longest a TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -96,23 +97,14 @@ pub fn server_config(config: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> 
     Ok(Arc::new(server))
 }
 
-/// Size and mtime of each file, to notice a change.
-type Stamps = Vec<Option<(SystemTime, u64)>>;
-
-fn stamps(config: &TlsConfig) -> Stamps {
+/// The stamp of each file, to notice a change.
+fn stamps(config: &TlsConfig) -> Vec<Stamp> {
     let files: [Option<&PathBuf>; 3] = [
         Some(&config.cert_file),
         Some(&config.key_file),
         config.client_ca_file.as_ref(),
     ];
-    files
-        .into_iter()
-        .flatten()
-        .map(|p| {
-            let meta = std::fs::metadata(p).ok()?;
-            Some((meta.modified().ok()?, meta.len()))
-        })
-        .collect()
+    files.into_iter().flatten().map(|p| stamp(p)).collect()
 }
 
 /// Accepted TCP connections, turned into TLS streams. Must run inside a

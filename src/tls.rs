@@ -113,8 +113,10 @@ pub fn incoming(
     tcp: impl Stream<Item = std::io::Result<TcpStream>> + Send + 'static,
     config: TlsConfig,
 ) -> Result<impl Stream<Item = std::io::Result<TlsStream<TcpStream>>>, TlsError> {
+    // Stamped before the read: a change after it is seen at the first check.
+    let seen = stamps(&config);
     let current = Arc::new(ArcSwap::new(server_config(&config)?));
-    tokio::spawn(reload(config, Arc::clone(&current)));
+    tokio::spawn(reload(config, seen, Arc::clone(&current)));
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
         use tokio_stream::StreamExt as _;
@@ -151,10 +153,10 @@ pub fn incoming(
     Ok(ReceiverStream::new(rx))
 }
 
-/// Re-reads the files when they change; keeps the running config when the
-/// new files do not make one.
-async fn reload(config: TlsConfig, current: Arc<ArcSwap<ServerConfig>>) {
-    let mut seen = stamps(&config);
+/// Re-reads the files when their stamps differ from `seen` (those of the
+/// running config's files); keeps the running config when the new files do
+/// not make one.
+async fn reload(config: TlsConfig, mut seen: Vec<Stamp>, current: Arc<ArcSwap<ServerConfig>>) {
     loop {
         tokio::time::sleep(config.reload).await;
         if Arc::strong_count(&current) == 1 {

@@ -216,3 +216,56 @@ async fn rotated_certificates_are_picked_up_without_a_restart() {
     );
     server.stop().await;
 }
+
+/// The reloader may first run long after the certificates were read (here:
+/// not before this test's next await). A rotation in between must still be
+/// picked up, so the files' stamps are the ones taken at that read.
+#[tokio::test]
+async fn certificates_rotated_before_the_reloader_first_runs_are_picked_up() {
+    let folder = dir("early-rotate");
+    let (ca1, ca2) = (Ca::new("CA 1"), Ca::new("CA 2"));
+    let config = write_server_files(folder.path(), &ca1, None);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // A current-thread runtime: nothing spawned runs until this task awaits.
+    let _incoming = jwtd::tls::incoming(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        config,
+    )
+    .unwrap();
+    write_server_files(folder.path(), &ca2, None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while let Err(e) = handshake(addr, &ca2).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rotated certificate was never served: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A TLS handshake with `addr` trusting only `ca`.
+async fn handshake(addr: std::net::SocketAddr, ca: &Ca) -> Result<(), String> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}

@@ -36,7 +36,6 @@ use envoy_types::pb::envoy::service::auth::v3::{
 use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use envoy_types::pb::google::rpc;
 use tonic::{Request, Response, Status};
-use tracing::Instrument as _;
 
 use crate::engine::Engine;
 use crate::grpc::{Call, verify_tokens};
@@ -249,14 +248,7 @@ impl Authorization for AuthzApi {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
-        let mut call = Call::start(CHECK_METHOD, &request);
-        let span = call.span.clone();
-        let outcome = self.check_call(request.into_inner()).instrument(span).await;
-        call.finish(match &outcome {
-            Ok(_) => tonic::Code::Ok,
-            Err(status) => status.code(),
-        });
-        outcome.map(Response::new)
+        Call::run(CHECK_METHOD, request, |r| self.check_call(r)).await
     }
 }
 

@@ -89,17 +89,7 @@ impl pb::verifier_service_server::VerifierService for VerifierApi {
         &self,
         request: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
-        let mut call = Call::start(VERIFY_METHOD, &request);
-        let span = call.span.clone();
-        let outcome = self
-            .verify_call(request.into_inner())
-            .instrument(span)
-            .await;
-        call.finish(match &outcome {
-            Ok(_) => tonic::Code::Ok,
-            Err(status) => status.code(),
-        });
-        outcome.map(Response::new)
+        Call::run(VERIFY_METHOD, request, |r| self.verify_call(r)).await
     }
 }
 
@@ -160,18 +150,41 @@ pub(crate) async fn verify_tokens(
 }
 
 /// One RPC as metrics and traces see it: in flight until dropped, then its
-/// latency and code recorded (Cancelled unless [`Call::finish`] said else).
+/// latency and code recorded (Cancelled when dropped before its handler
+/// finished: the caller went away or its deadline passed).
 #[derive(Debug)]
 pub struct Call {
     timer: telemetry::RpcTimer,
     /// The server span (disabled when tracing is off).
-    pub span: tracing::Span,
+    span: tracing::Span,
     code: tonic::Code,
 }
 
 impl Call {
+    /// Serves `request` as one call of `method`: `handler` runs on its
+    /// message inside the call's span, and the call ends with its outcome's
+    /// code.
+    pub async fn run<T, R, F>(
+        method: &'static str,
+        request: Request<T>,
+        handler: impl FnOnce(T) -> F,
+    ) -> Result<Response<R>, Status>
+    where
+        F: std::future::Future<Output = Result<R, Status>>,
+    {
+        let mut call = Call::start(method, &request);
+        let outcome = handler(request.into_inner())
+            .instrument(call.span.clone())
+            .await;
+        call.finish(match &outcome {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        });
+        outcome.map(Response::new)
+    }
+
     /// A call of `method` starting now, continuing the caller's trace.
-    pub fn start<T>(method: &'static str, request: &Request<T>) -> Self {
+    fn start<T>(method: &'static str, request: &Request<T>) -> Self {
         Self {
             timer: telemetry::RpcTimer::start(method),
             span: otel::rpc_span(method, request.metadata(), request.local_addr()),
@@ -180,7 +193,7 @@ impl Call {
     }
 
     /// The code the call ends with.
-    pub fn finish(&mut self, code: tonic::Code) {
+    fn finish(&mut self, code: tonic::Code) {
         self.code = code;
         self.timer.finish(code);
     }

@@ -185,10 +185,6 @@ fn token(alg: &str, iss: &str, exp_in: i64) -> String {
     )
 }
 
-fn config_file(name: &str, text: &str) -> support::Scratch {
-    support::scratch(name, text)
-}
-
 fn issuer_section() -> String {
     let jwks = support::data("keys/jwks.json");
     format!(
@@ -220,7 +216,7 @@ const UNSAMPLED: &str = "0af7651916cd43dd8448eb211c80319c";
 #[tokio::test]
 async fn a_callers_trace_continues_through_jwtd_over_otlp_grpc() {
     let (endpoint, received) = grpc_collector().await;
-    let config = config_file(
+    let config = support::scratch(
         "grpc.toml",
         &format!(
             "listen = \"127.0.0.1:0\"\nmetrics_listen = \"\"\n{}",
@@ -409,7 +405,7 @@ async fn the_telemetry_section_exports_by_otlp_http_and_an_unknown_kid_fetch_lin
     );
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let remote = "https://remote.test";
-    let config = config_file(
+    let config = support::scratch(
         "http.toml",
         &format!(
             "listen = \"127.0.0.1:0\"\nmetrics_listen = \"\"\n\
@@ -500,7 +496,7 @@ async fn the_telemetry_section_exports_by_otlp_http_and_an_unknown_kid_fetch_lin
 #[tokio::test]
 async fn spans_still_queued_are_flushed_on_sigterm() {
     let (endpoint, received) = grpc_collector().await;
-    let config = config_file(
+    let config = support::scratch(
         "flush.toml",
         &format!(
             "listen = \"127.0.0.1:0\"\nmetrics_listen = \"\"\n{}",
@@ -542,7 +538,7 @@ async fn an_unreachable_collector_costs_dropped_spans_not_failed_calls() {
         .local_addr()
         .unwrap()
         .to_string();
-    let config = config_file(
+    let config = support::scratch(
         "blackhole.toml",
         &format!(
             "listen = \"127.0.0.1:0\"\nmetrics_listen = {metrics:?}\n\

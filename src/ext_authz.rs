@@ -22,6 +22,7 @@
 //!
 //! The HTTP codes are mapped in [`http_status_of`], the only place.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -122,49 +123,25 @@ impl AuthzApi {
     }
 
     async fn check_call(&self, request: CheckRequest) -> Result<CheckResponse, Status> {
-        let attributes = request.attributes.unwrap_or_default();
-        let route = &attributes.context_extensions;
-        let allow_missing = match route.get("jwtd.allow_missing").map(String::as_str) {
-            Some("true") => true,
-            Some("false") => false,
-            Some(other) => {
-                return Err(Status::invalid_argument(format!(
-                    "context extension jwtd.allow_missing is {other:?}, not \"true\" or \"false\""
-                )));
+        let input = read_check(&self.config, &request)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let token = match input.token {
+            BearerToken::Present(token) => token,
+            BearerToken::Missing if input.allow_missing => return Ok(self.allowed(None)),
+            BearerToken::Missing => return Ok(denied(401, "Bearer".into(), "no token")),
+            BearerToken::NotBearer => {
+                return Ok(denied(
+                    401,
+                    challenge("invalid_token", "not a bearer token"),
+                    "not a bearer token",
+                ));
             }
-            None => self.config.allow_missing,
-        };
-        let audiences: Vec<String> = route
-            .get("jwtd.audiences")
-            .map(|a| {
-                a.split(',')
-                    .map(str::trim)
-                    .filter(|a| !a.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let http = attributes.request.and_then(|r| r.http).unwrap_or_default();
-        let Some(value) = header(&http.headers, http.header_map.as_ref(), &self.config.header)
-        else {
-            return Ok(if allow_missing {
-                self.allowed(None)
-            } else {
-                denied(401, "Bearer".into(), "no token")
-            });
-        };
-        let Some(token) = strip_prefix(&value, &self.config.prefix) else {
-            return Ok(denied(
-                401,
-                challenge("invalid_token", "not a bearer token"),
-                "not a bearer token",
-            ));
         };
         let narrowing = Narrowing {
-            audiences,
+            audiences: input.audiences,
             issuer: None,
         };
-        let tokens = Arc::new(vec![token.to_owned()]);
+        let tokens = Arc::new(vec![token.into_owned()]);
         let (results, _, _) = verify_tokens(&self.engine, tokens, narrowing).await?;
         let Some(result) = results.into_iter().next() else {
             return Err(Status::internal("the engine returned no result"));
@@ -252,6 +229,89 @@ impl Authorization for AuthzApi {
     }
 }
 
+/// What a Check asks for, read from its request alone: the route's settings
+/// (from `context_extensions`, which the operator sets in Envoy's route
+/// config; a client cannot) and the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckInput<'r> {
+    /// Whether a request without the header passes.
+    pub allow_missing: bool,
+    /// Audiences this route accepts (narrowing the issuers' own); empty for
+    /// no narrowing.
+    pub audiences: Vec<String>,
+    /// The token, if the request carries one.
+    pub token: BearerToken<'r>,
+}
+
+/// The token header of a Check request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BearerToken<'r> {
+    /// No such header.
+    Missing,
+    /// The header does not start with the configured scheme, or nothing
+    /// follows it.
+    NotBearer,
+    /// The token: non-empty, trimmed.
+    Present(Cow<'r, str>),
+}
+
+/// A route setting that is not what jwtd understands: a configuration
+/// error of the route, answered as INVALID_ARGUMENT.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RouteError {
+    /// `jwtd.allow_missing` is neither `"true"` nor `"false"`.
+    #[error("context extension jwtd.allow_missing is {0:?}, not \"true\" or \"false\"")]
+    AllowMissing(String),
+}
+
+/// Reads a Check request as `config` says: pure, so the fuzzer can feed it
+/// arbitrary header maps (`fuzz/fuzz_targets/ext_authz_request.rs`).
+pub fn read_check<'r>(
+    config: &ExtAuthzConfig,
+    request: &'r CheckRequest,
+) -> Result<CheckInput<'r>, RouteError> {
+    let attributes = request.attributes.as_ref();
+    let route = attributes.map(|a| &a.context_extensions);
+    let setting = |name: &str| route.and_then(|r| r.get(name)).map(String::as_str);
+    let allow_missing = match setting("jwtd.allow_missing") {
+        Some("true") => true,
+        Some("false") => false,
+        Some(other) => return Err(RouteError::AllowMissing(other.to_owned())),
+        None => config.allow_missing,
+    };
+    let audiences: Vec<String> = setting("jwtd.audiences")
+        .map(|a| {
+            a.split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let http = attributes
+        .and_then(|a| a.request.as_ref())
+        .and_then(|r| r.http.as_ref());
+    let value =
+        http.and_then(|http| header(&http.headers, http.header_map.as_ref(), &config.header));
+    let token = match value {
+        None => BearerToken::Missing,
+        Some(Cow::Borrowed(v)) => strip_prefix(v, &config.prefix)
+            .map_or(BearerToken::NotBearer, |t| {
+                BearerToken::Present(Cow::Borrowed(t))
+            }),
+        Some(Cow::Owned(v)) => strip_prefix(&v, &config.prefix)
+            .map_or(BearerToken::NotBearer, |t| {
+                BearerToken::Present(Cow::Owned(t.to_owned()))
+            }),
+    };
+    Ok(CheckInput {
+        allow_missing,
+        audiences,
+        token,
+    })
+}
+
 /// The HTTP status Envoy answers a rejected token with: 403 for a token
 /// that is good but not for this audience, 503 for a key outage (so a
 /// caller can tell it from a bad token, and retry), 401 for the rest.
@@ -265,22 +325,22 @@ pub fn http_status_of(status: pb::Status) -> u16 {
 
 /// The header's value, from the map Envoy fills by default or the raw
 /// header list it sends with `encode_raw_headers`.
-fn header(
-    headers: &HashMap<String, String>,
-    raw: Option<&envoy_types::pb::envoy::config::core::v3::HeaderMap>,
+fn header<'r>(
+    headers: &'r HashMap<String, String>,
+    raw: Option<&'r envoy_types::pb::envoy::config::core::v3::HeaderMap>,
     name: &str,
-) -> Option<String> {
+) -> Option<Cow<'r, str>> {
     if let Some(value) = headers.get(name) {
-        return Some(value.clone());
+        return Some(Cow::Borrowed(value));
     }
     raw?.headers
         .iter()
         .find(|h| h.key.eq_ignore_ascii_case(name))
         .map(|h| {
             if h.raw_value.is_empty() {
-                h.value.clone()
+                Cow::Borrowed(h.value.as_str())
             } else {
-                String::from_utf8_lossy(&h.raw_value).into_owned()
+                String::from_utf8_lossy(&h.raw_value)
             }
         })
 }

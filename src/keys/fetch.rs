@@ -179,8 +179,9 @@ impl Fetcher {
     }
 }
 
-/// `issuer` and `jwks_uri` of a discovery document.
-fn parse_discovery(body: &[u8]) -> Result<(String, String), FetchError> {
+/// `issuer` and `jwks_uri` of a discovery document (pure; fuzzed by
+/// `fuzz/fuzz_targets/discovery.rs`).
+pub fn parse_discovery(body: &[u8]) -> Result<(String, String), FetchError> {
     #[derive(serde::Deserialize)]
     struct Discovery {
         issuer: String,

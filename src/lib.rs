@@ -8,27 +8,30 @@
 //! [`ext_authz`] to Envoy's Check), [`server`]
 //! assembles the tonic server, [`telemetry`] and [`otel`] count and trace it,
 //! and [`mint`] signs development tokens.
+//!
+//! The folders are the layers, each importing only those below it:
+//! - [`verifier`]: the pure core (no I/O, no clock, no async);
+//! - [`config`]: the TOML loader, and at its bottom the typed settings that
+//!   every other layer reads ([`config::settings`]);
+//! - [`keys`]: JWK Sets, their fetches and the registry that keeps them fresh;
+//! - [`runtime`]: the batch engine, the memo and the bounds on accepted work;
+//! - [`transport`]: the gRPC adapters, the server and TLS;
+//! - [`observability`]: metrics and traces.
 
-pub mod claims;
-pub mod clock;
 pub mod config;
-pub mod engine;
-pub mod ext_authz;
-pub mod grpc;
-pub mod jose;
-mod json;
 pub mod keys;
-pub mod memo;
-pub mod mint;
-pub mod otel;
-pub mod policy;
-pub mod registry;
-pub mod server;
-mod stamp;
-mod sync;
-pub mod telemetry;
-pub mod tls;
-pub mod verify;
+pub mod observability;
+pub mod runtime;
+pub mod transport;
+pub mod verifier;
+
+// The layers are folders; each module is also named at the crate root, so
+// callers write `jwtd::verify`, `jwtd::engine`, whatever folder holds it.
+pub use keys::registry;
+pub use observability::{otel, telemetry};
+pub use runtime::{engine, memo};
+pub use transport::{ext_authz, grpc, server, tls};
+pub use verifier::{claims, clock, jose, mint, policy, verify};
 
 /// The generated protobuf types and tonic service of `proto/jwtd/v1/jwtd.proto`.
 pub mod pb {

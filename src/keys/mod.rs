@@ -32,10 +32,12 @@ use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use crate::jose::{Algorithm, B64};
-use crate::json;
+use crate::verifier::jose::{Algorithm, B64};
+use crate::verifier::json;
 
 pub mod fetch;
+pub mod registry;
+pub(crate) mod stamp;
 
 /// Upper bound on the number of keys in one set, so a hostile or broken JWKS
 /// cannot make jwtd parse (and hold) an unbounded number of keys.

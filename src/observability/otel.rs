@@ -48,8 +48,10 @@ use opentelemetry_sdk::trace::{
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::policy::Trust;
-use crate::{jose, memo, telemetry};
+use crate::verifier::policy::Trust;
+use crate::observability::telemetry;
+use crate::runtime::memo;
+use crate::verifier::jose;
 
 /// The `tracing` target of every span and event meant for OpenTelemetry.
 pub const TARGET: &str = "jwtd::otel";
@@ -995,7 +997,7 @@ mod tests {
 
     #[test]
     fn token_facts_say_nothing_secret_or_unbounded() {
-        use crate::policy::{IssuerPolicy, KeyState, TrustedIssuer};
+        use crate::verifier::policy::{IssuerPolicy, KeyState, TrustedIssuer};
         let policy = IssuerPolicy::new("https://iss.example").unwrap();
         let trust = Trust::new(
             vec![TrustedIssuer {

@@ -7,7 +7,7 @@ use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, Rsa
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use crate::jose::{Algorithm, B64};
+use crate::verifier::jose::{Algorithm, B64};
 
 /// Why a signer could not be built or could not sign.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

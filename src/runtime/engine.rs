@@ -31,12 +31,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rayon::prelude::*;
 use tracing::Instrument as _;
 
-use crate::clock::Clock;
-use crate::memo::{self, Digest, Memo};
-use crate::policy::{Narrowing, Trust};
-use crate::registry::{Registry, Snapshot};
-use crate::verify::{self, Authenticated, Failure, Negative, Rejection, UnixTime, Verified};
-use crate::{otel, telemetry};
+use crate::verifier::clock::Clock;
+use crate::runtime::memo::{self, Digest, Memo};
+use crate::verifier::policy::{Narrowing, Trust};
+use crate::keys::registry::{Registry, Snapshot};
+use crate::verifier::verify::{self, Authenticated, Failure, Negative, Rejection, UnixTime, Verified};
+use crate::observability::{otel, telemetry};
 
 /// Memo and pool settings (`[cache]` in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 
-use crate::json::{self, Checked, Name, Seen};
+use crate::verifier::json::{self, Checked, Name, Seen};
 
 /// base64url as RFC 7515 §2 requires: no padding, canonical trailing bits.
 pub(crate) const B64: GeneralPurpose = GeneralPurpose::new(

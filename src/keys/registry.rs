@@ -42,10 +42,10 @@ use tracing::Instrument as _;
 use crate::config::{Config, ConfigError, IssuerConfig, KeySource, Limits, RefreshPolicy, Startup};
 use crate::keys::fetch::{FetchError, FetchLimits, Fetcher};
 use crate::keys::{KeySet, KeySetError, Origin, Refused};
-use crate::policy::{KeyState, Trust, TrustedIssuer};
-use crate::stamp::{Stamp, stamp};
-use crate::sync::lock;
-use crate::{otel, telemetry};
+use crate::verifier::policy::{KeyState, Trust, TrustedIssuer};
+use crate::keys::stamp::{Stamp, stamp};
+use crate::runtime::sync::lock;
+use crate::observability::{otel, telemetry};
 
 /// What a request handler reads: the trusted issuers with their current keys,
 /// and the request limits.

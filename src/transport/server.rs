@@ -17,11 +17,12 @@ use tonic_health::ServingStatus;
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 
 use crate::config::{Limits, ServerConfig, TlsConfig};
-use crate::engine::Engine;
-use crate::ext_authz::{AuthzApi, ExtAuthzConfig};
-use crate::grpc::VerifierApi;
+use crate::runtime::engine::Engine;
+use crate::transport::ext_authz::{AuthzApi, ExtAuthzConfig};
+use crate::transport::grpc::VerifierApi;
 use crate::pb::verifier_service_server::VerifierServiceServer;
-use crate::{pb, tls};
+use crate::pb;
+use crate::transport::tls;
 
 /// The full gRPC name of the Verify service, as health checks ask for it.
 pub const SERVICE_NAME: &str = "jwtd.v1.VerifierService";
@@ -165,7 +166,7 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
 
 /// Encoded FileDescriptorSet of `envoy.service.auth.v3` and its imports.
 pub const ENVOY_AUTHZ_DESCRIPTORS: &[u8] =
-    include_bytes!("../proto/envoy/ext_authz_descriptors.bin");
+    include_bytes!("../../proto/envoy/ext_authz_descriptors.bin");
 
 /// Why serving stopped with an error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -45,8 +45,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use aws_lc_rs::digest;
 
-use crate::sync::lock;
-use crate::verify::UnixTime;
+use crate::runtime::sync::lock;
+use crate::verifier::verify::UnixTime;
 
 /// The SHA-256 of a whole token.
 pub type Digest = [u8; 32];

@@ -15,10 +15,10 @@
 
 use std::sync::Arc;
 
-use crate::claims::Claims;
-use crate::jose::{self, AlgName, Algorithm, Malformed};
+use crate::verifier::claims::Claims;
+use crate::verifier::jose::{self, AlgName, Algorithm, Malformed};
 use crate::keys::{Key, KeySet};
-use crate::policy::{IssuerPolicy, KeyState, Narrowing, Trust};
+use crate::verifier::policy::{IssuerPolicy, KeyState, Narrowing, Trust};
 
 /// Kid-less tokens are checked against at most this many fitting keys.
 pub const MAX_KIDLESS_CANDIDATES: usize = 4;
@@ -566,9 +566,9 @@ mod tests {
     use base64::Engine as _;
 
     use super::*;
-    use crate::jose::B64;
+    use crate::verifier::jose::B64;
     use crate::keys::{KeySet, Origin};
-    use crate::policy::{IssuerPolicy, Leeway, TrustedIssuer};
+    use crate::verifier::policy::{IssuerPolicy, Leeway, TrustedIssuer};
 
     const ISS: &str = "https://issuer.test";
     const NOW: UnixTime = UnixTime(1_700_000_000);

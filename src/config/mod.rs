@@ -75,13 +75,13 @@ use std::time::Duration;
 use reqwest::Url;
 use serde::Deserialize;
 
-use crate::engine::EngineConfig;
-use crate::ext_authz::{ExtAuthzConfig, valid_header_name};
-use crate::jose::{Algorithm, AlgorithmSet};
+use crate::runtime::engine::EngineConfig;
+use crate::transport::ext_authz::{ExtAuthzConfig, valid_header_name};
+use crate::verifier::jose::{Algorithm, AlgorithmSet};
 use crate::keys::KeySetError;
 use crate::keys::fetch::FetchLimits;
-use crate::otel::{self, TelemetryConfig};
-use crate::policy::{IssuerPolicy, Leeway, PolicyError};
+use crate::observability::otel::{self, TelemetryConfig};
+use crate::verifier::policy::{IssuerPolicy, Leeway, PolicyError};
 
 /// Default listen address: loopback only, so a bare start exposes nothing.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -373,7 +373,7 @@ pub struct Config {
     /// Envoy ext_authz Check.
     pub ext_authz: ExtAuthzConfig,
     /// Trace export; the `OTEL_*` variables override it at start
-    /// ([`crate::otel::TraceSettings::resolve`]).
+    /// ([`crate::observability::otel::TraceSettings::resolve`]).
     pub telemetry: TelemetryConfig,
     /// Trusted issuers, in file order.
     pub issuers: Vec<IssuerConfig>,

@@ -28,7 +28,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::config::TlsConfig;
-use crate::stamp::{Stamp, stamp};
+use crate::keys::stamp::{Stamp, stamp};
 
 /// Longest a TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -12,8 +12,8 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use crate::jose::{Malformed, Part};
-use crate::json::{self, Checked, Name, Seen};
+use crate::verifier::jose::{Malformed, Part};
+use crate::verifier::json::{self, Checked, Name, Seen};
 
 /// The claims of a token, parsed from its (not yet verified) payload.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::verify::UnixTime;
+use crate::verifier::verify::UnixTime;
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + 'static {

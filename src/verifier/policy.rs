@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::jose::AlgorithmSet;
+use crate::verifier::jose::AlgorithmSet;
 use crate::keys::KeySet;
 
 /// The largest clock-skew allowance an issuer may configure.
@@ -227,7 +227,7 @@ pub struct Narrowing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jose::Algorithm;
+    use crate::verifier::jose::Algorithm;
 
     #[test]
     fn leeway_bounds() {

@@ -38,10 +38,10 @@ use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use envoy_types::pb::google::rpc;
 use tonic::{Request, Response, Status};
 
-use crate::engine::Engine;
-use crate::grpc::{Call, verify_tokens};
+use crate::runtime::engine::Engine;
+use crate::transport::grpc::{Call, verify_tokens};
 use crate::pb;
-use crate::policy::Narrowing;
+use crate::verifier::policy::Narrowing;
 
 /// The full gRPC method name, as metrics and traces name it.
 pub const CHECK_METHOD: &str = "envoy.service.auth.v3.Authorization/Check";

@@ -15,12 +15,12 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use crate::engine::{CancelToken, Engine, EngineError};
+use crate::runtime::engine::{CancelToken, Engine, EngineError};
 use crate::pb;
-use crate::policy::Narrowing;
-use crate::registry::Snapshot;
-use crate::verify::{Rejection, Verified};
-use crate::{otel, telemetry};
+use crate::verifier::policy::Narrowing;
+use crate::keys::registry::Snapshot;
+use crate::verifier::verify::{Rejection, Verified};
+use crate::observability::{otel, telemetry};
 
 /// Most audiences one request may name.
 pub const MAX_REQUEST_AUDIENCES: usize = 64;
@@ -300,8 +300,8 @@ pub fn result_of(outcome: Result<Verified<'_>, &Rejection>, cached: bool) -> pb:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jose::{Algorithm, Malformed};
-    use crate::verify::AudienceSide;
+    use crate::verifier::jose::{Algorithm, Malformed};
+    use crate::verifier::verify::AudienceSide;
 
     #[test]
     fn every_rejection_has_its_status() {

@@ -1,0 +1,4 @@
+//! What operators see: Prometheus metrics and OpenTelemetry traces.
+
+pub mod otel;
+pub mod telemetry;

@@ -1,0 +1,6 @@
+//! Running verifications at scale: the batch engine, the memo of results,
+//! and the bounds on the work the process accepts.
+
+pub mod engine;
+pub mod memo;
+pub(crate) mod sync;

@@ -47,6 +47,7 @@ const ALGS: [&str; 5] = ["RS256", "PS256", "ES256", "EdDSA", "HS256"];
 const LIMITS: Limits = Limits {
     max_batch: 4096,
     max_token_bytes: 8192,
+    max_pending_tokens: None,
 };
 
 fn engine(memo: bool) -> Arc<Engine> {

@@ -52,6 +52,7 @@ fn allocations_per_token_stay_few() {
                 Limits {
                     max_batch: 16,
                     max_token_bytes: 8192,
+                    max_pending_tokens: None,
                 },
             ),
             Arc::new(FixedClock(now())),

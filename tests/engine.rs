@@ -24,6 +24,7 @@ use support::*;
 const LIMITS: Limits = Limits {
     max_batch: 4096,
     max_token_bytes: 8192,
+    max_pending_tokens: None,
 };
 
 fn engine_with(

@@ -38,6 +38,7 @@ async fn start(config: ExtAuthzConfig) -> (Server, AuthorizationClient<tonic::tr
     let limits = jwtd::config::Limits {
         max_batch: 64,
         max_token_bytes: 8192,
+        max_pending_tokens: None,
     };
     let registry = Registry::fixed(trust_with_outage(), limits);
     let engine = Engine::new(

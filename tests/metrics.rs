@@ -35,6 +35,7 @@ async fn metrics_count_a_mixed_batch() {
         Limits {
             max_batch: 16,
             max_token_bytes: 8192,
+            max_pending_tokens: None,
         },
     )
     .await;

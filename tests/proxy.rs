@@ -59,6 +59,7 @@ async fn verify_check_and_health_pass_through_nginx_grpc_pass() {
         jwtd::config::Limits {
             max_batch: 64,
             max_token_bytes: 8192,
+            max_pending_tokens: None,
         },
     )
     .await;

@@ -15,6 +15,7 @@ use support::*;
 const LIMITS: Limits = Limits {
     max_batch: 9,
     max_token_bytes: 8192,
+    max_pending_tokens: None,
 };
 
 async fn client(server: &Server) -> VerifierServiceClient<tonic::transport::Channel> {
@@ -205,6 +206,7 @@ async fn the_default_batch_limit_carries_a_thousand_full_size_tokens() {
     let limits = Limits {
         max_batch: 1024,
         max_token_bytes: 8192,
+        max_pending_tokens: None,
     };
     let server = Server::start(trust(), limits).await;
     let mut client = client(&server).await;

@@ -83,6 +83,7 @@ async fn start(tls: TlsConfig) -> Server {
         jwtd::config::Limits {
             max_batch: 16,
             max_token_bytes: 8192,
+            max_pending_tokens: None,
         },
     );
     let engine = jwtd::engine::Engine::new(

@@ -56,6 +56,7 @@ pub async fn jwtd(memo: bool) -> VerifierServiceClient<Channel> {
     let limits = Limits {
         max_batch: 1024,
         max_token_bytes: 8192,
+        max_pending_tokens: None,
     };
     let config = super::engine_config(memo);
     let registry = Registry::fixed(super::trust(), limits);

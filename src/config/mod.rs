@@ -67,35 +67,25 @@
 //! Durations in seconds may be fractional (`0.25`), which tests use to keep
 //! refresh and outage scenarios short.
 
-use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use reqwest::Url;
-use serde::Deserialize;
-
-use crate::runtime::engine::EngineConfig;
-use crate::transport::ext_authz::{ExtAuthzConfig, valid_header_name};
-use crate::verifier::jose::{Algorithm, AlgorithmSet};
 use crate::keys::KeySetError;
 use crate::keys::fetch::FetchLimits;
-use crate::observability::otel::{self, TelemetryConfig};
-use crate::verifier::policy::{IssuerPolicy, Leeway, PolicyError};
+use crate::observability::otel::TelemetryConfig;
 
-/// Default listen address: loopback only, so a bare start exposes nothing.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
-/// Default `metrics_listen`: loopback, the port OpenTelemetry's Prometheus
-/// exporters use.
-pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
-/// Default and bounds of `limits.max_batch`.
-pub const DEFAULT_MAX_BATCH: usize = 1024;
-/// Largest accepted `limits.max_batch`.
-pub const MAX_MAX_BATCH: usize = 100_000;
-/// Default `limits.max_token_bytes`.
-pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
-/// Bounds of `limits.max_token_bytes`.
-pub const MAX_TOKEN_BYTES_RANGE: std::ops::RangeInclusive<usize> = 256..=1024 * 1024;
+mod raw;
+mod sections;
+pub mod settings;
+
+use raw::RawConfig;
+pub use settings::{
+    CallerConfig, CallersConfig, DEFAULT_LISTEN, DEFAULT_MAX_BATCH, DEFAULT_MAX_TOKEN_BYTES,
+    DEFAULT_METRICS_LISTEN, EngineConfig, ExtAuthzConfig, IdentityKind, IssuerConfig, KeySource,
+    Limits, MAX_MAX_BATCH, MAX_TOKEN_BYTES_RANGE, OnOverload, RateLimit, RefreshPolicy,
+    ServerConfig, Startup, TlsConfig,
+};
 
 /// Why a configuration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,220 +127,6 @@ pub enum ConfigError {
     },
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    listen: Option<String>,
-    metrics_listen: Option<String>,
-    startup: Option<String>,
-    #[serde(default)]
-    limits: RawLimits,
-    #[serde(default)]
-    fetch: RawFetch,
-    #[serde(default)]
-    cache: RawCache,
-    #[serde(default)]
-    telemetry: RawTelemetry,
-    #[serde(default)]
-    server: RawServer,
-    tls: Option<RawTls>,
-    #[serde(default)]
-    ext_authz: RawExtAuthz,
-    #[serde(default)]
-    issuers: Vec<RawIssuer>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawServer {
-    drain_seconds: Option<f64>,
-    http2_keepalive_interval_seconds: Option<f64>,
-    http2_keepalive_timeout_seconds: Option<f64>,
-    max_connection_age_seconds: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTls {
-    cert_file: PathBuf,
-    key_file: PathBuf,
-    client_ca_file: Option<PathBuf>,
-    reload_seconds: Option<f64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawExtAuthz {
-    header: Option<String>,
-    prefix: Option<String>,
-    allow_missing: Option<bool>,
-    subject_header: Option<String>,
-    issuer_header: Option<String>,
-    #[serde(default)]
-    claim_to_headers: BTreeMap<String, String>,
-    payload_header: Option<String>,
-    remove_authorization: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTelemetry {
-    otlp_endpoint: Option<String>,
-    otlp_protocol: Option<String>,
-    service_name: Option<String>,
-    #[serde(default)]
-    resource_attributes: BTreeMap<String, String>,
-    traces_sampler: Option<String>,
-    traces_sampler_arg: Option<f64>,
-    max_queued_spans: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCache {
-    memo_entries: Option<usize>,
-    memo_max_bytes: Option<usize>,
-    memo_max_ttl_seconds: Option<i64>,
-    negative_entries: Option<usize>,
-    negative_ttl_seconds: Option<i64>,
-    threads: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFetch {
-    connect_timeout_seconds: Option<f64>,
-    timeout_seconds: Option<f64>,
-    max_response_bytes: Option<usize>,
-    max_redirects: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    max_batch: Option<usize>,
-    max_token_bytes: Option<usize>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawIssuer {
-    issuer: String,
-    jwks_file: Option<PathBuf>,
-    audiences: Option<Vec<String>>,
-    algorithms: Option<Vec<String>>,
-    leeway_seconds: Option<i64>,
-    required_claims: Option<Vec<String>>,
-    require_exp: Option<bool>,
-    jwks_uri: Option<String>,
-    discovery_uri: Option<String>,
-    allow_insecure_http: Option<bool>,
-    refresh_seconds: Option<f64>,
-    min_refresh_seconds: Option<f64>,
-    max_refresh_seconds: Option<f64>,
-    max_stale_seconds: Option<f64>,
-    kid_miss_wait_ms: Option<u64>,
-}
-
-/// Request limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Most tokens in one Verify call.
-    pub max_batch: usize,
-    /// Longest token decoded.
-    pub max_token_bytes: usize,
-}
-
-/// Where an issuer's keys come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
-    /// A local JWK Set file (absolute, or resolved against the config's folder).
-    File(PathBuf),
-    /// A JWK Set URL.
-    JwksUri(Url),
-    /// An OpenID Connect discovery document whose `jwks_uri` names the set.
-    Discovery(Url),
-}
-
-/// How an issuer's keys are kept fresh.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RefreshPolicy {
-    /// Refresh interval without Cache-Control max-age (for files: how often
-    /// the file is checked for changes).
-    pub refresh: Duration,
-    /// Lower bound of the interval, and the rate limit of unknown-kid refreshes.
-    pub min: Duration,
-    /// Upper bound of the interval (and of retry backoff).
-    pub max: Duration,
-    /// How long the last good set keeps serving while fetches fail.
-    pub max_stale: Duration,
-    /// How long a request with an unknown kid waits for the refresh it caused.
-    pub kid_miss_wait: Duration,
-}
-
-/// One `[[issuers]]` entry, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IssuerConfig {
-    /// What the issuer's tokens must satisfy.
-    pub policy: IssuerPolicy,
-    /// Where its keys come from.
-    pub source: KeySource,
-    /// Plain-http URLs are allowed (loopback and tests only).
-    pub allow_insecure_http: bool,
-    /// How the keys are refreshed.
-    pub refresh: RefreshPolicy,
-}
-
-/// Whether Verify is reported healthy before every issuer's keys loaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Startup {
-    /// Health stays NOT_SERVING until every issuer loaded once.
-    #[default]
-    Wait,
-    /// Health is SERVING at once; tokens of issuers without keys get
-    /// KEYS_UNAVAILABLE meanwhile.
-    Serve,
-}
-
-/// How connections are kept and let go (`[server]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServerConfig {
-    /// After SIGTERM: health says NOT_SERVING and jwtd keeps serving this
-    /// long, so the mesh stops routing to it, before it stops accepting.
-    pub drain: Duration,
-    /// HTTP/2 PING interval on idle connections.
-    pub http2_keepalive_interval: Duration,
-    /// How long a PING may go unanswered before the connection is closed.
-    pub http2_keepalive_timeout: Duration,
-    /// Connections are closed gracefully (GOAWAY) after this long, so
-    /// long-lived mesh connections rebalance across replicas.
-    pub max_connection_age: Duration,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            drain: Duration::from_secs(5),
-            http2_keepalive_interval: Duration::from_secs(30),
-            http2_keepalive_timeout: Duration::from_secs(10),
-            max_connection_age: Duration::from_secs(300),
-        }
-    }
-}
-
-/// TLS on the gRPC port (`[tls]`); mTLS when a client CA is set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsConfig {
-    /// PEM certificate chain.
-    pub cert_file: PathBuf,
-    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
-    pub key_file: PathBuf,
-    /// PEM CA bundle that client certificates must chain to.
-    pub client_ca_file: Option<PathBuf>,
-    /// How often the files are checked for changes.
-    pub reload: Duration,
-}
-
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -372,6 +148,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Envoy ext_authz Check.
     pub ext_authz: ExtAuthzConfig,
+    /// Per-caller identity, limits and allowlist.
+    pub callers: CallersConfig,
     /// Trace export; the `OTEL_*` variables override it at start
     /// ([`crate::observability::otel::TraceSettings::resolve`]).
     pub telemetry: TelemetryConfig,
@@ -381,22 +159,42 @@ pub struct Config {
 
 impl Config {
     /// The top-level keys and sections that `new` changes and that only a
-    /// restart applies: a reload (SIGHUP) applies `startup`, `[limits]`,
-    /// `[fetch]` and the issuers, and nothing else. Listeners, the pool, TLS
-    /// settings, ext_authz and telemetry are built once at start.
+    /// restart applies: a reload (SIGHUP) applies `startup`,
+    /// `limits.max_pending_tokens`, `[fetch]` and the issuers, and nothing
+    /// else. Listeners, the pool, the transport's size caps (from
+    /// `limits.max_batch` and `limits.max_token_bytes`), TLS settings,
+    /// ext_authz, callers and telemetry are built once at start.
     pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
         [
             ("listen", self.listen != new.listen),
             ("metrics_listen", self.metrics_listen != new.metrics_listen),
+            (
+                "limits.max_batch",
+                self.limits.max_batch != new.limits.max_batch,
+            ),
+            (
+                "limits.max_token_bytes",
+                self.limits.max_token_bytes != new.limits.max_token_bytes,
+            ),
             ("[cache]", self.cache != new.cache),
             ("[server]", self.server != new.server),
             ("[tls]", self.tls != new.tls),
             ("[ext_authz]", self.ext_authz != new.ext_authz),
+            ("[callers]", self.callers != new.callers),
             ("[telemetry]", self.telemetry != new.telemetry),
         ]
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))
         .collect()
+    }
+
+    /// `new` as a reload applies it to a process started with `self`: the
+    /// restart-only limits stay those of the start, so the snapshot's
+    /// `max_batch` never outgrows the transport's decode cap.
+    pub fn reloaded(&self, mut new: Config) -> Config {
+        new.limits.max_batch = self.limits.max_batch;
+        new.limits.max_token_bytes = self.limits.max_token_bytes;
+        new
     }
 
     /// Reads and validates a config file. Relative paths inside it are
@@ -458,28 +256,6 @@ fn build_and_validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError
         })?),
     };
 
-    let max_batch = raw.limits.max_batch.unwrap_or(DEFAULT_MAX_BATCH);
-    if !(1..=MAX_MAX_BATCH).contains(&max_batch) {
-        return Err(invalid(
-            "limits.max_batch",
-            format!("{max_batch} is outside 1..={MAX_MAX_BATCH}"),
-        ));
-    }
-    let max_token_bytes = raw
-        .limits
-        .max_token_bytes
-        .unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
-    if !MAX_TOKEN_BYTES_RANGE.contains(&max_token_bytes) {
-        return Err(invalid(
-            "limits.max_token_bytes",
-            format!(
-                "{max_token_bytes} is outside {}..={}",
-                MAX_TOKEN_BYTES_RANGE.start(),
-                MAX_TOKEN_BYTES_RANGE.end()
-            ),
-        ));
-    }
-
     let startup = match raw.startup.as_deref() {
         None | Some("wait") => Startup::Wait,
         Some("serve") => Startup::Serve,
@@ -490,387 +266,33 @@ fn build_and_validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError
             ));
         }
     };
-    let defaults = FetchLimits::default();
-    let fetch = FetchLimits {
-        connect_timeout: seconds(
-            "fetch.connect_timeout_seconds",
-            raw.fetch.connect_timeout_seconds,
-            defaults.connect_timeout,
-        )?,
-        timeout: seconds(
-            "fetch.timeout_seconds",
-            raw.fetch.timeout_seconds,
-            defaults.timeout,
-        )?,
-        max_bytes: raw.fetch.max_response_bytes.unwrap_or(defaults.max_bytes),
-        max_redirects: raw.fetch.max_redirects.unwrap_or(defaults.max_redirects),
-    };
-    if fetch.max_bytes == 0 || fetch.max_bytes > 64 * 1024 * 1024 {
-        return Err(invalid(
-            "fetch.max_response_bytes",
-            format!("{} is outside 1..=67108864", fetch.max_bytes),
-        ));
-    }
-    if fetch.max_redirects > 10 {
-        return Err(invalid(
-            "fetch.max_redirects",
-            format!("{} is over 10", fetch.max_redirects),
-        ));
-    }
-
-    let defaults = EngineConfig::default();
-    let cache = EngineConfig {
-        memo_entries: raw.cache.memo_entries.unwrap_or(defaults.memo_entries),
-        memo_max_bytes: raw.cache.memo_max_bytes.unwrap_or(defaults.memo_max_bytes),
-        memo_max_ttl_seconds: raw
-            .cache
-            .memo_max_ttl_seconds
-            .unwrap_or(defaults.memo_max_ttl_seconds),
-        negative_entries: raw
-            .cache
-            .negative_entries
-            .unwrap_or(defaults.negative_entries),
-        negative_ttl_seconds: raw
-            .cache
-            .negative_ttl_seconds
-            .unwrap_or(defaults.negative_ttl_seconds),
-        threads: raw.cache.threads.unwrap_or(defaults.threads),
-    };
-    for (key, value, range) in [
-        (
-            "cache.memo_entries",
-            cache.memo_entries as i64,
-            0..=100_000_000,
-        ),
-        (
-            "cache.negative_entries",
-            cache.negative_entries as i64,
-            0..=10_000_000,
-        ),
-        (
-            "cache.memo_max_ttl_seconds",
-            cache.memo_max_ttl_seconds,
-            1..=86_400,
-        ),
-        (
-            "cache.negative_ttl_seconds",
-            cache.negative_ttl_seconds,
-            1..=3_600,
-        ),
-        ("cache.threads", cache.threads as i64, 0..=1024),
-    ] {
-        if !range.contains(&value) {
-            return Err(invalid(
-                key,
-                format!("{value} is outside {}..={}", range.start(), range.end()),
-            ));
-        }
-    }
-    if cache.memo_max_bytes < 1024 * 1024 {
-        return Err(invalid(
-            "cache.memo_max_bytes",
-            format!("{} is under 1 MiB", cache.memo_max_bytes),
-        ));
-    }
-
-    if raw.issuers.is_empty() {
-        return Err(invalid(
-            "issuers",
-            "at least one [[issuers]] entry is required",
-        ));
-    }
-    let mut seen = HashSet::new();
-    let mut issuers = Vec::with_capacity(raw.issuers.len());
-    for (i, raw) in raw.issuers.into_iter().enumerate() {
-        let at = |field: &str| format!("issuers[{i}].{field}");
-        if !seen.insert(raw.issuer.clone()) {
-            return Err(invalid(
-                at("issuer"),
-                format!("{:?} is configured more than once", raw.issuer),
-            ));
-        }
-        let mut policy = IssuerPolicy::new(raw.issuer).map_err(|e| invalid(at("issuer"), e))?;
-        if let Some(audiences) = raw.audiences {
-            policy = policy
-                .with_audiences(audiences)
-                .map_err(|e| invalid(at("audiences"), format!("an audience {e}")))?;
-        }
-        if let Some(names) = raw.algorithms {
-            let algorithms = parse_algorithms(&names).map_err(|e| invalid(at("algorithms"), e))?;
-            policy = policy
-                .with_algorithms(algorithms)
-                .map_err(|e| invalid(at("algorithms"), e))?;
-        }
-        if let Some(seconds) = raw.leeway_seconds {
-            let leeway = Leeway::try_new(seconds).map_err(|e| invalid(at("leeway_seconds"), e))?;
-            policy = policy.with_leeway(leeway);
-        }
-        if let Some(claims) = raw.required_claims {
-            policy = policy
-                .with_required_claims(claims)
-                .map_err(|e: PolicyError| {
-                    invalid(at("required_claims"), format!("a claim name {e}"))
-                })?;
-        }
-        if let Some(require) = raw.require_exp {
-            policy = policy.with_require_exp(require);
-        }
-        let allow_insecure_http = raw.allow_insecure_http.unwrap_or(false);
-        let url = |field: &str, text: String| {
-            let url = Url::parse(&text)
-                .map_err(|e| invalid(at(field), format!("{text:?} is not a URL ({e})")))?;
-            match url.scheme() {
-                "https" => Ok(url),
-                "http" if allow_insecure_http => Ok(url),
-                "http" => Err(invalid(
-                    at(field),
-                    format!(
-                        "{text:?} is not https (set allow_insecure_http = true for loopback and tests)"
-                    ),
-                )),
-                _ => Err(invalid(
-                    at(field),
-                    format!("{text:?} is not an http(s) URL"),
-                )),
-            }
-        };
-        let source = match (raw.jwks_file, raw.jwks_uri, raw.discovery_uri) {
-            (Some(path), None, None) => KeySource::File(base.join(path)),
-            (None, Some(uri), None) => KeySource::JwksUri(url("jwks_uri", uri)?),
-            (None, None, Some(uri)) => KeySource::Discovery(url("discovery_uri", uri)?),
-            (None, None, None) => {
-                return Err(invalid(
-                    at("jwks_file"),
-                    "a key source is required: one of jwks_file, jwks_uri, discovery_uri",
-                ));
-            }
-            _ => {
-                return Err(invalid(
-                    at("jwks_file"),
-                    "set exactly one of jwks_file, jwks_uri, discovery_uri",
-                ));
-            }
-        };
-        let is_file = matches!(source, KeySource::File(_));
-        let default_refresh = Duration::from_secs(if is_file { 5 } else { 300 });
-        let refresh = RefreshPolicy {
-            refresh: seconds(&at("refresh_seconds"), raw.refresh_seconds, default_refresh)?,
-            min: seconds(
-                &at("min_refresh_seconds"),
-                raw.min_refresh_seconds,
-                Duration::from_secs(60),
-            )?,
-            max: seconds(
-                &at("max_refresh_seconds"),
-                raw.max_refresh_seconds,
-                Duration::from_secs(3600),
-            )?,
-            max_stale: seconds(
-                &at("max_stale_seconds"),
-                raw.max_stale_seconds,
-                Duration::from_secs(86400),
-            )?,
-            kid_miss_wait: Duration::from_millis(raw.kid_miss_wait_ms.unwrap_or(500)),
-        };
-        if refresh.min > refresh.max {
-            return Err(invalid(
-                at("min_refresh_seconds"),
-                format!(
-                    "{:?} is more than max_refresh_seconds ({:?})",
-                    refresh.min, refresh.max
-                ),
-            ));
-        }
-        if refresh.kid_miss_wait > Duration::from_secs(30) {
-            return Err(invalid(
-                at("kid_miss_wait_ms"),
-                format!("{:?} is over 30 s", refresh.kid_miss_wait),
-            ));
-        }
-        issuers.push(IssuerConfig {
-            policy,
-            source,
-            allow_insecure_http,
-            refresh,
-        });
-    }
-
-    let telemetry = telemetry_config(raw.telemetry)?;
-    let server = server_config(&raw.server)?;
-    let tls = raw.tls.map(|t| tls_config(t, base)).transpose()?;
-    let ext_authz = ext_authz_config(raw.ext_authz)?;
+    let limits = sections::limits(&raw.limits)?;
+    let fetch = sections::fetch(&raw.fetch)?;
+    let cache = sections::cache(&raw.cache)?;
+    let issuers = sections::issuers(raw.issuers, base)?;
+    let telemetry = sections::telemetry_config(raw.telemetry)?;
+    let server = sections::server_config(&raw.server)?;
+    let tls = raw.tls.map(|t| sections::tls_config(t, base)).transpose()?;
+    let ext_authz = sections::ext_authz_config(raw.ext_authz)?;
+    let callers = raw
+        .callers
+        .map(|c| sections::callers_config(c, tls.as_ref()))
+        .transpose()?
+        .unwrap_or_default();
 
     Ok(Config {
         server,
         tls,
         ext_authz,
+        callers,
         telemetry,
         listen,
         metrics_listen,
         startup,
-        limits: Limits {
-            max_batch,
-            max_token_bytes,
-        },
+        limits,
         fetch,
         cache,
         issuers,
-    })
-}
-
-fn server_config(raw: &RawServer) -> Result<ServerConfig, ConfigError> {
-    let defaults = ServerConfig::default();
-    let drain = match raw.drain_seconds {
-        Some(0.0) => Duration::ZERO,
-        other => seconds("server.drain_seconds", other, defaults.drain)?,
-    };
-    Ok(ServerConfig {
-        drain,
-        http2_keepalive_interval: seconds(
-            "server.http2_keepalive_interval_seconds",
-            raw.http2_keepalive_interval_seconds,
-            defaults.http2_keepalive_interval,
-        )?,
-        http2_keepalive_timeout: seconds(
-            "server.http2_keepalive_timeout_seconds",
-            raw.http2_keepalive_timeout_seconds,
-            defaults.http2_keepalive_timeout,
-        )?,
-        max_connection_age: seconds(
-            "server.max_connection_age_seconds",
-            raw.max_connection_age_seconds,
-            defaults.max_connection_age,
-        )?,
-    })
-}
-
-fn tls_config(raw: RawTls, base: &Path) -> Result<TlsConfig, ConfigError> {
-    Ok(TlsConfig {
-        cert_file: base.join(raw.cert_file),
-        key_file: base.join(raw.key_file),
-        client_ca_file: raw.client_ca_file.map(|p| base.join(p)),
-        reload: seconds(
-            "tls.reload_seconds",
-            raw.reload_seconds,
-            Duration::from_secs(10),
-        )?,
-    })
-}
-
-fn ext_authz_config(raw: RawExtAuthz) -> Result<ExtAuthzConfig, ConfigError> {
-    let defaults = ExtAuthzConfig::default();
-    let name = |key: &str, value: Option<String>, default: String, may_be_empty: bool| {
-        let value = value.unwrap_or(default);
-        if (may_be_empty && value.is_empty()) || valid_header_name(&value) {
-            Ok(value)
-        } else {
-            Err(invalid(
-                format!("ext_authz.{key}"),
-                format!("{value:?} is not a lower-case HTTP header name"),
-            ))
-        }
-    };
-    let header = name("header", raw.header, defaults.header, false)?;
-    let subject_header = name(
-        "subject_header",
-        raw.subject_header,
-        defaults.subject_header,
-        true,
-    )?;
-    let issuer_header = name(
-        "issuer_header",
-        raw.issuer_header,
-        defaults.issuer_header,
-        true,
-    )?;
-    let payload_header = name(
-        "payload_header",
-        raw.payload_header,
-        defaults.payload_header,
-        true,
-    )?;
-    for (claim, h) in &raw.claim_to_headers {
-        if claim.is_empty() || !valid_header_name(h) {
-            return Err(invalid(
-                format!("ext_authz.claim_to_headers.{claim}"),
-                format!("{h:?} is not a lower-case HTTP header name"),
-            ));
-        }
-    }
-    Ok(ExtAuthzConfig {
-        header,
-        prefix: raw.prefix.unwrap_or(defaults.prefix),
-        allow_missing: raw.allow_missing.unwrap_or(defaults.allow_missing),
-        subject_header,
-        issuer_header,
-        claim_to_headers: raw.claim_to_headers,
-        payload_header,
-        remove_authorization: raw
-            .remove_authorization
-            .unwrap_or(defaults.remove_authorization),
-    })
-}
-
-fn telemetry_config(raw: RawTelemetry) -> Result<TelemetryConfig, ConfigError> {
-    let otlp_endpoint = match raw.otlp_endpoint {
-        Some(url) if url.trim().is_empty() => None,
-        Some(url) => {
-            let parsed = Url::parse(url.trim()).map_err(|e| {
-                invalid(
-                    "telemetry.otlp_endpoint",
-                    format!("{url:?} is not a URL: {e}"),
-                )
-            })?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(invalid(
-                    "telemetry.otlp_endpoint",
-                    format!("{url:?} must be an http:// or https:// URL"),
-                ));
-            }
-            Some(url.trim().to_owned())
-        }
-        None => None,
-    };
-    let otlp_protocol = raw
-        .otlp_protocol
-        .as_deref()
-        .map(otel::Protocol::parse)
-        .transpose()
-        .map_err(|e| invalid("telemetry.otlp_protocol", e))?;
-    if raw.traces_sampler_arg.is_some() && raw.traces_sampler.is_none() {
-        return Err(invalid(
-            "telemetry.traces_sampler_arg",
-            "is set without telemetry.traces_sampler",
-        ));
-    }
-    let sampler = raw
-        .traces_sampler
-        .as_deref()
-        .map(|name| {
-            let arg = raw.traces_sampler_arg.map(|a| a.to_string());
-            otel::SamplerChoice::parse(name, arg.as_deref())
-        })
-        .transpose()
-        .map_err(|e| invalid("telemetry.traces_sampler", e))?;
-    if raw.max_queued_spans == Some(0) {
-        return Err(invalid(
-            "telemetry.max_queued_spans",
-            "0 is not a positive count",
-        ));
-    }
-    if let Some(key) = raw.resource_attributes.keys().find(|k| k.trim().is_empty()) {
-        return Err(invalid(
-            "telemetry.resource_attributes",
-            format!("{key:?} is an empty key"),
-        ));
-    }
-    Ok(TelemetryConfig {
-        otlp_endpoint,
-        otlp_protocol,
-        service_name: raw.service_name.filter(|s| !s.trim().is_empty()),
-        resource_attributes: raw.resource_attributes,
-        sampler,
-        max_queued_spans: raw.max_queued_spans,
     })
 }
 
@@ -889,30 +311,13 @@ fn seconds(key: &str, value: Option<f64>, default: Duration) -> Result<Duration,
     Duration::try_from_secs_f64(value).map_err(|e| invalid(key, e))
 }
 
-fn parse_algorithms(names: &[String]) -> Result<AlgorithmSet, String> {
-    let supported = || {
-        Algorithm::ALL
-            .iter()
-            .map(|a| a.name())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    names
-        .iter()
-        .map(|name| {
-            Algorithm::from_name(name).ok_or_else(|| {
-                format!(
-                    "{name:?} is not a supported algorithm (supported: {})",
-                    supported()
-                )
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
+    use crate::observability::otel;
+    use crate::verifier::jose::{Algorithm, AlgorithmSet};
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_toml(text, Path::new("/etc/jwtd"))
@@ -928,15 +333,16 @@ mod tests {
     fn a_reload_names_what_only_a_restart_applies() {
         let base = parse(MINIMAL).unwrap();
         let reloadable = parse(&format!(
-            "startup = \"wait\"\n[limits]\nmax_batch = 8\n[fetch]\ntimeout_seconds = 2\n{MINIMAL}\n\
+            "startup = \"wait\"\n[limits]\nmax_pending_tokens = 5000\n[fetch]\ntimeout_seconds = 2\n{MINIMAL}\n\
              [[issuers]]\nissuer = \"https://other.example\"\njwks_file = \"other.json\"\n"
         ))
         .unwrap();
         assert_eq!(base.restart_only_changes(&reloadable), Vec::<&str>::new());
         let restart = parse(&format!(
-            "listen = \"0.0.0.0:6000\"\nmetrics_listen = \"\"\n[cache]\nmemo_entries = 10\n\
+            "listen = \"0.0.0.0:6000\"\nmetrics_listen = \"\"\n\
+             [limits]\nmax_batch = 8\nmax_token_bytes = 4096\n[cache]\nmemo_entries = 10\n\
              [server]\ndrain_seconds = 1\n[ext_authz]\nheader = \"x-token\"\n\
-             [telemetry]\nservice_name = \"other\"\n{MINIMAL}"
+             [callers]\nallow_unlisted = false\n[telemetry]\nservice_name = \"other\"\n{MINIMAL}"
         ))
         .unwrap();
         assert_eq!(
@@ -944,12 +350,21 @@ mod tests {
             [
                 "listen",
                 "metrics_listen",
+                "limits.max_batch",
+                "limits.max_token_bytes",
                 "[cache]",
                 "[server]",
                 "[ext_authz]",
+                "[callers]",
                 "[telemetry]"
             ]
         );
+        // What a reload applies: the new pending bound, the started sizes.
+        let applied = base.reloaded(restart.clone());
+        assert_eq!(applied.limits.max_batch, base.limits.max_batch);
+        assert_eq!(applied.limits.max_token_bytes, base.limits.max_token_bytes);
+        let applied = base.reloaded(reloadable);
+        assert_eq!(applied.limits.max_pending_tokens, Some(5000));
     }
 
     #[test]
@@ -960,7 +375,8 @@ mod tests {
             c.limits,
             Limits {
                 max_batch: 1024,
-                max_token_bytes: 8192
+                max_token_bytes: 8192,
+                max_pending_tokens: None,
             }
         );
         let issuer = &c.issuers[0];
@@ -1229,6 +645,149 @@ mod tests {
             (
                 "[ext_authz]\nclaim_to_headers = { scope = \"X-Scope\" }",
                 "ext_authz.claim_to_headers.scope",
+            ),
+        ] {
+            let (got, _) = invalid_key(&format!("{text}\n{MINIMAL}"));
+            assert_eq!(got, key, "{text}");
+        }
+    }
+
+    #[test]
+    fn overload_bounds_parse_and_are_checked() {
+        let c = parse(&format!(
+            "[limits]\nmax_batch = 64\nmax_pending_tokens = 64\n\
+             [server]\nmax_concurrent_streams = 32\nmax_header_list_bytes = 8192\n\
+             [ext_authz]\non_overload = \"error\"\nmax_request_bytes = 65536\n{MINIMAL}"
+        ))
+        .expect("valid");
+        assert_eq!(c.limits.max_pending_tokens, Some(64));
+        assert_eq!(c.server.max_concurrent_streams, 32);
+        assert_eq!(c.server.max_header_list_bytes, 8192);
+        assert_eq!(c.ext_authz.on_overload, OnOverload::Error);
+        assert_eq!(c.ext_authz.max_request_bytes, 65536);
+        let defaults = parse(MINIMAL).expect("valid");
+        assert_eq!(defaults.limits.max_pending_tokens, None);
+        assert_eq!(defaults.server.max_concurrent_streams, 256);
+        assert_eq!(defaults.ext_authz.on_overload, OnOverload::Deny);
+
+        for (text, key, words) in [
+            (
+                "[limits]\nmax_pending_tokens = 0",
+                "limits.max_pending_tokens",
+                "not a bound",
+            ),
+            (
+                "[limits]\nmax_batch = 100\nmax_pending_tokens = 99",
+                "limits.max_pending_tokens",
+                "under limits.max_batch",
+            ),
+            (
+                "[limits]\nmax_batch = 100000\nmax_token_bytes = 8192",
+                "limits.max_batch",
+                "ceiling",
+            ),
+            (
+                "[server]\nmax_concurrent_streams = 0",
+                "server.max_concurrent_streams",
+                "0",
+            ),
+            (
+                "[server]\nmax_header_list_bytes = 100",
+                "server.max_header_list_bytes",
+                "100",
+            ),
+            (
+                "[ext_authz]\non_overload = \"allow\"",
+                "ext_authz.on_overload",
+                "allow",
+            ),
+            (
+                "[ext_authz]\nmax_request_bytes = 10",
+                "ext_authz.max_request_bytes",
+                "10",
+            ),
+        ] {
+            let (got, problem) = invalid_key(&format!("{text}\n{MINIMAL}"));
+            assert_eq!(got, key, "{text}");
+            assert!(problem.contains(words), "{text}: {problem}");
+        }
+    }
+
+    #[test]
+    fn callers_parse_with_their_limits() {
+        let c = parse(MINIMAL).expect("valid");
+        assert_eq!(c.callers, CallersConfig::default());
+        assert!(c.callers.is_open() && c.callers.allow_unlisted);
+        let c = parse(&format!(
+            "[callers]\nidentity = \"header:x-caller\"\ndefault_tokens_per_second = 100\n\
+             allow_unlisted = false\n\
+             [[callers.caller]]\nid = \"checkout\"\ntokens_per_second = 2000\nburst = 4000\n\
+             [[callers.caller]]\nid = \"batch\"\ntokens_per_second = 0\n\
+             [[callers.caller]]\nid = \"web\"\n{MINIMAL}"
+        ))
+        .expect("valid");
+        let k = &c.callers;
+        assert_eq!(k.identity, IdentityKind::Header("x-caller".into()));
+        assert!(!k.allow_unlisted && !k.is_open());
+        let rate = |r: u32, b: u32| {
+            Some(RateLimit {
+                tokens_per_second: std::num::NonZeroU32::new(r).expect("non-zero"),
+                burst: std::num::NonZeroU32::new(b).expect("non-zero"),
+            })
+        };
+        assert_eq!(k.default_limit, rate(100, 100), "burst 0 is the rate");
+        assert_eq!(k.callers[0].id, "checkout");
+        assert_eq!(k.callers[0].limit, rate(2000, 4000));
+        assert_eq!(k.callers[1].limit, None, "0 is no limit");
+        assert_eq!(
+            k.callers[2].limit,
+            rate(100, 100),
+            "unset takes the defaults"
+        );
+
+        let tls = "[tls]\ncert_file = \"c\"\nkey_file = \"k\"\n";
+        let with_ca =
+            format!("{tls}client_ca_file = \"ca\"\n[callers]\nidentity = \"mtls\"\n{MINIMAL}");
+        assert_eq!(
+            parse(&with_ca).expect("valid").callers.identity,
+            IdentityKind::Mtls
+        );
+        for (text, key) in [
+            (
+                format!("{tls}[callers]\nidentity = \"mtls\""),
+                "callers.identity",
+            ),
+            (
+                "[callers]\nidentity = \"mtls\"".to_owned(),
+                "callers.identity",
+            ),
+            (
+                "[callers]\nidentity = \"cookie\"".to_owned(),
+                "callers.identity",
+            ),
+            (
+                "[callers]\nidentity = \"header:X-Caller\"".to_owned(),
+                "callers.identity",
+            ),
+            (
+                "[callers]\nidentity = \"header:grpc-timeout\"".to_owned(),
+                "callers.identity",
+            ),
+            (
+                "[callers]\ndefault_burst = 5".to_owned(),
+                "callers.default_burst",
+            ),
+            (
+                "[[callers.caller]]\nid = \"a\"\n[[callers.caller]]\nid = \"a\"".to_owned(),
+                "callers.caller[1].id",
+            ),
+            (
+                "[[callers.caller]]\nid = \"\"".to_owned(),
+                "callers.caller[0].id",
+            ),
+            (
+                "[[callers.caller]]\nid = \"a\"\nburst = 3".to_owned(),
+                "callers.caller[0].burst",
             ),
         ] {
             let (got, _) = invalid_key(&format!("{text}\n{MINIMAL}"));

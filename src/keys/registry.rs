@@ -39,13 +39,14 @@ use reqwest::Url;
 use tokio::sync::{Notify, watch};
 use tracing::Instrument as _;
 
-use crate::config::{Config, ConfigError, IssuerConfig, KeySource, Limits, RefreshPolicy, Startup};
+use crate::config::settings::{IssuerConfig, KeySource, Limits, RefreshPolicy, Startup};
+use crate::config::{Config, ConfigError};
 use crate::keys::fetch::{FetchError, FetchLimits, Fetcher};
-use crate::keys::{KeySet, KeySetError, Origin, Refused};
-use crate::verifier::policy::{KeyState, Trust, TrustedIssuer};
 use crate::keys::stamp::{Stamp, stamp};
-use crate::runtime::sync::lock;
+use crate::keys::{KeySet, KeySetError, Origin, Refused};
 use crate::observability::{otel, telemetry};
+use crate::runtime::sync::lock;
+use crate::verifier::policy::{KeyState, Trust, TrustedIssuer};
 
 /// What a request handler reads: the trusted issuers with their current keys,
 /// and the request limits.

@@ -48,10 +48,10 @@ use opentelemetry_sdk::trace::{
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::verifier::policy::Trust;
 use crate::observability::telemetry;
 use crate::runtime::memo;
 use crate::verifier::jose;
+use crate::verifier::policy::Trust;
 
 /// The `tracing` target of every span and event meant for OpenTelemetry.
 pub const TARGET: &str = "jwtd::otel";

@@ -31,42 +31,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rayon::prelude::*;
 use tracing::Instrument as _;
 
-use crate::verifier::clock::Clock;
-use crate::runtime::memo::{self, Digest, Memo};
-use crate::verifier::policy::{Narrowing, Trust};
 use crate::keys::registry::{Registry, Snapshot};
-use crate::verifier::verify::{self, Authenticated, Failure, Negative, Rejection, UnixTime, Verified};
 use crate::observability::{otel, telemetry};
+use crate::runtime::memo::{self, Digest, Memo};
+use crate::verifier::clock::Clock;
+use crate::verifier::policy::{Narrowing, Trust};
+use crate::verifier::verify::{
+    self, Authenticated, Failure, Negative, Rejection, UnixTime, Verified,
+};
 
-/// Memo and pool settings (`[cache]` in the config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EngineConfig {
-    /// Most memoized results; 0 turns the memo off.
-    pub memo_entries: usize,
-    /// Most bytes the memoized results hold.
-    pub memo_max_bytes: usize,
-    /// Longest an entry lives, in seconds (never past the token's exp).
-    pub memo_max_ttl_seconds: i64,
-    /// Most memoized rejections; 0 turns the negative memo off.
-    pub negative_entries: usize,
-    /// How long a memoized rejection lives, in seconds.
-    pub negative_ttl_seconds: i64,
-    /// Verification threads; 0 means one per core.
-    pub threads: usize,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        Self {
-            memo_entries: 100_000,
-            memo_max_bytes: 256 * 1024 * 1024,
-            memo_max_ttl_seconds: 300,
-            negative_entries: 10_000,
-            negative_ttl_seconds: 30,
-            threads: 0,
-        }
-    }
-}
+pub use crate::config::settings::EngineConfig;
 
 /// Why a batch could not be verified.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -23,7 +23,7 @@
 //! The HTTP codes are mapped in [`http_status_of`], the only place.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -38,74 +38,14 @@ use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use envoy_types::pb::google::rpc;
 use tonic::{Request, Response, Status};
 
+pub use crate::config::settings::{ExtAuthzConfig, OnOverload, valid_header_name};
+use crate::pb;
 use crate::runtime::engine::Engine;
 use crate::transport::grpc::{Call, verify_tokens};
-use crate::pb;
 use crate::verifier::policy::Narrowing;
 
 /// The full gRPC method name, as metrics and traces name it.
 pub const CHECK_METHOD: &str = "envoy.service.auth.v3.Authorization/Check";
-
-/// `[ext_authz]` in the config.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExtAuthzConfig {
-    /// The request header holding the token (lower case).
-    pub header: String,
-    /// The scheme before the token, matched without regard to case; empty
-    /// takes the whole header value.
-    pub prefix: String,
-    /// Let requests without the header through (OK, no headers added).
-    pub allow_missing: bool,
-    /// Upstream header for the `sub` claim; empty for none.
-    pub subject_header: String,
-    /// Upstream header for the `iss` claim; empty for none.
-    pub issuer_header: String,
-    /// Claim name → upstream header.
-    pub claim_to_headers: BTreeMap<String, String>,
-    /// Upstream header for the payload (base64url, as Envoy's jwt_authn
-    /// forwards it); empty for none.
-    pub payload_header: String,
-    /// Remove the token's header before the request goes upstream.
-    pub remove_authorization: bool,
-}
-
-impl Default for ExtAuthzConfig {
-    fn default() -> Self {
-        Self {
-            header: "authorization".into(),
-            prefix: "Bearer ".into(),
-            allow_missing: false,
-            subject_header: "x-jwt-sub".into(),
-            issuer_header: "x-jwt-iss".into(),
-            claim_to_headers: BTreeMap::new(),
-            payload_header: String::new(),
-            remove_authorization: false,
-        }
-    }
-}
-
-impl ExtAuthzConfig {
-    /// Every upstream header jwtd may set.
-    fn upstream_headers(&self) -> impl Iterator<Item = &str> {
-        [
-            &self.subject_header,
-            &self.issuer_header,
-            &self.payload_header,
-        ]
-        .into_iter()
-        .chain(self.claim_to_headers.values())
-        .map(String::as_str)
-        .filter(|h| !h.is_empty())
-    }
-}
-
-/// Checks that `name` can be an HTTP header name (lower case token chars).
-pub fn valid_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
-}
 
 /// The Authorization service.
 pub struct AuthzApi {

@@ -15,12 +15,12 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use crate::runtime::engine::{CancelToken, Engine, EngineError};
-use crate::pb;
-use crate::verifier::policy::Narrowing;
 use crate::keys::registry::Snapshot;
-use crate::verifier::verify::{Rejection, Verified};
 use crate::observability::{otel, telemetry};
+use crate::pb;
+use crate::runtime::engine::{CancelToken, Engine, EngineError};
+use crate::verifier::policy::Narrowing;
+use crate::verifier::verify::{Rejection, Verified};
 
 /// Most audiences one request may name.
 pub const MAX_REQUEST_AUDIENCES: usize = 64;

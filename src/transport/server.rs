@@ -16,27 +16,16 @@ use tonic_health::ServingStatus;
 
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 
-use crate::config::{Limits, ServerConfig, TlsConfig};
-use crate::runtime::engine::Engine;
-use crate::transport::ext_authz::{AuthzApi, ExtAuthzConfig};
-use crate::transport::grpc::VerifierApi;
-use crate::pb::verifier_service_server::VerifierServiceServer;
+use crate::config::settings::{ExtAuthzConfig, ServerConfig, TlsConfig};
 use crate::pb;
+use crate::pb::verifier_service_server::VerifierServiceServer;
+use crate::runtime::engine::Engine;
+use crate::transport::ext_authz::AuthzApi;
+use crate::transport::grpc::VerifierApi;
 use crate::transport::tls;
 
 /// The full gRPC name of the Verify service, as health checks ask for it.
 pub const SERVICE_NAME: &str = "jwtd.v1.VerifierService";
-
-/// The largest Verify request jwtd decodes: a full batch of the longest
-/// tokens plus room for the audiences and framing. tonic's 4 MiB default
-/// would refuse legal batches; no limit at all would let one request claim
-/// unbounded memory.
-pub fn max_request_bytes(limits: &Limits) -> usize {
-    limits
-        .max_batch
-        .saturating_mul(limits.max_token_bytes.saturating_add(16))
-        .saturating_add(256 * 1024)
-}
 
 /// How [`serve_with`] runs, beyond the engine.
 #[derive(Debug, Clone, Default)]
@@ -100,9 +89,9 @@ pub async fn serve_with(
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
 
     let verifier = VerifierServiceServer::new(VerifierApi::new(Arc::clone(&engine)))
-        .max_decoding_message_size(max_request_bytes(&limits));
+        .max_decoding_message_size(limits.max_request_bytes());
     let authz = AuthorizationServer::new(AuthzApi::new(engine, options.ext_authz))
-        .max_decoding_message_size(max_request_bytes(&limits));
+        .max_decoding_message_size(limits.max_request_bytes());
 
     let drain = options.server.drain;
     let stop = async move {
@@ -181,19 +170,4 @@ pub enum ServeError {
     /// The TLS files do not make a server config.
     #[error("cannot serve TLS: {0}")]
     Tls(String),
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_limit_covers_a_full_batch() {
-        let limits = Limits {
-            max_batch: 1024,
-            max_token_bytes: 8192,
-        };
-        assert!(max_request_bytes(&limits) > 1024 * 8192);
-        assert!(max_request_bytes(&limits) < 16 * 1024 * 1024);
-    }
 }

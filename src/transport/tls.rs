@@ -27,7 +27,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::config::TlsConfig;
+use crate::config::settings::TlsConfig;
 use crate::keys::stamp::{Stamp, stamp};
 
 /// Longest a TLS handshake may take.

@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::verifier::jose::AlgorithmSet;
 use crate::keys::KeySet;
+use crate::verifier::jose::AlgorithmSet;
 
 /// The largest clock-skew allowance an issuer may configure.
 pub const MAX_LEEWAY_SECONDS: i64 = 3600;

@@ -15,9 +15,9 @@
 
 use std::sync::Arc;
 
+use crate::keys::{Key, KeySet};
 use crate::verifier::claims::Claims;
 use crate::verifier::jose::{self, AlgName, Algorithm, Malformed};
-use crate::keys::{Key, KeySet};
 use crate::verifier::policy::{IssuerPolicy, KeyState, Narrowing, Trust};
 
 /// Kid-less tokens are checked against at most this many fitting keys.
@@ -566,8 +566,8 @@ mod tests {
     use base64::Engine as _;
 
     use super::*;
-    use crate::verifier::jose::B64;
     use crate::keys::{KeySet, Origin};
+    use crate::verifier::jose::B64;
     use crate::verifier::policy::{IssuerPolicy, Leeway, TrustedIssuer};
 
     const ISS: &str = "https://issuer.test";

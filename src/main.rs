@@ -245,6 +245,7 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
         server: config.server,
         tls: config.tls.clone(),
         ext_authz: config.ext_authz.clone(),
+        callers: config.callers.clone(),
     };
     let limit = config.server.drain + DRAIN_LIMIT;
     let serving = server::serve_with(listener, engine, options, async move {
@@ -301,6 +302,7 @@ async fn reload_on_sighup(path: PathBuf, started: Config, registry: Arc<Registry
                     later.join(", ")
                 );
             }
+            let config = started.reloaded(config);
             match registry.reload(&config).await {
                 Ok(refused) => {
                     for (issuer, r) in refused {

@@ -42,6 +42,24 @@ pub const RPC_SECONDS: &str = "jwtd_rpc_duration_seconds";
 /// RPCs being served.
 pub const IN_FLIGHT: &str = "jwtd_rpc_in_flight";
 
+/// Calls refused before or instead of verifying, by method, reason
+/// (`not_allowed`, `rate_limited`, `over_burst`, `overloaded`, `deadline`)
+/// and caller (a configured caller id, or `other`).
+pub const REFUSED_CALLS: &str = "jwtd_refused_calls_total";
+/// The tokens those calls carried, by the same labels.
+pub const REFUSED_TOKENS: &str = "jwtd_refused_tokens_total";
+/// Cold tokens queued for or under a signature check now.
+pub const PENDING_TOKENS: &str = "jwtd_pending_tokens";
+/// The bound on them (`limits.max_pending_tokens` or its default).
+pub const PENDING_TOKENS_LIMIT: &str = "jwtd_pending_tokens_limit";
+/// The measured time of one signature check on one pool thread, the basis
+/// of wait estimates and pushbacks.
+pub const TOKEN_COST: &str = "jwtd_token_check_seconds";
+/// Misses answered by another call's check of the same token.
+pub const COALESCED: &str = "jwtd_coalesced_tokens_total";
+/// Unlisted caller identities with a bucket of their own.
+pub const TRACKED_CALLERS: &str = "jwtd_tracked_callers";
+
 /// Spans dropped because the export queue was full (collector slow or down).
 pub const SPANS_DROPPED: &str = "jwtd_trace_spans_dropped_total";
 /// Spans handed to the OTLP exporter, by result (`ok`, `error`).
@@ -128,6 +146,33 @@ pub fn batch(size: usize) {
     histogram!(BATCH_SIZE).record(size as f64);
 }
 
+/// A call refused (see [`REFUSED_CALLS`]); `caller` must be a configured
+/// caller id or `other`.
+pub fn refused(method: &'static str, reason: &'static str, caller: &str, tokens: usize) {
+    let labels = [
+        ("method", method.to_owned()),
+        ("reason", reason.to_owned()),
+        ("caller", caller.to_owned()),
+    ];
+    counter!(REFUSED_CALLS, &labels).increment(1);
+    counter!(REFUSED_TOKENS, &labels).increment(tokens as u64);
+}
+
+/// The state of admission control and callers, set after each batch.
+pub fn admission(
+    pending: usize,
+    limit: usize,
+    token_cost: Duration,
+    coalesced: u64,
+    tracked: usize,
+) {
+    gauge!(PENDING_TOKENS).set(pending as f64);
+    gauge!(PENDING_TOKENS_LIMIT).set(limit as f64);
+    gauge!(TOKEN_COST).set(token_cost.as_secs_f64());
+    counter!(COALESCED).absolute(coalesced);
+    gauge!(TRACKED_CALLERS).set(tracked as f64);
+}
+
 /// Spans dropped before export.
 pub fn spans_dropped(count: u64) {
     counter!(SPANS_DROPPED).increment(count);
@@ -156,6 +201,11 @@ impl RpcTimer {
             started: std::time::Instant::now(),
             code: "Cancelled",
         }
+    }
+
+    /// When the RPC started.
+    pub fn started(&self) -> std::time::Instant {
+        self.started
     }
 
     /// The gRPC code the RPC ends with (default: Cancelled, for a dropped call).

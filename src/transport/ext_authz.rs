@@ -25,6 +25,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
@@ -41,7 +42,8 @@ use tonic::{Request, Response, Status};
 pub use crate::config::settings::{ExtAuthzConfig, OnOverload, valid_header_name};
 use crate::pb;
 use crate::runtime::engine::Engine;
-use crate::transport::grpc::{Call, verify_tokens};
+use crate::transport::callers::{Callers, Refusal};
+use crate::transport::grpc::{self, Call, CallInfo, NotVerified, verify_tokens};
 use crate::verifier::policy::Narrowing;
 
 /// The full gRPC method name, as metrics and traces name it.
@@ -51,20 +53,41 @@ pub const CHECK_METHOD: &str = "envoy.service.auth.v3.Authorization/Check";
 pub struct AuthzApi {
     engine: Arc<Engine>,
     config: Arc<ExtAuthzConfig>,
+    callers: Arc<Callers>,
 }
 
 impl AuthzApi {
-    /// Checks through `engine` as `config` says.
-    pub fn new(engine: Arc<Engine>, config: ExtAuthzConfig) -> Self {
+    /// Checks through `engine` for `callers` as `config` says.
+    pub fn new(engine: Arc<Engine>, config: ExtAuthzConfig, callers: Arc<Callers>) -> Self {
         Self {
             engine,
             config: Arc::new(config),
+            callers,
         }
     }
 
-    async fn check_call(&self, request: CheckRequest) -> Result<CheckResponse, Status> {
+    async fn check_call(
+        &self,
+        info: CallInfo,
+        request: CheckRequest,
+    ) -> Result<CheckResponse, Status> {
+        let identity = info.identity.as_deref();
+        // A caller not allowed is a gRPC error whatever `on_overload` says:
+        // it is not a client's request to deny but a proxy that should not
+        // be calling.
+        self.callers
+            .allowed(identity)
+            .map_err(|r| grpc::refused(CHECK_METHOD, &r, 1))?;
         let input = read_check(&self.config, &request)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // One token of the caller's bucket per Check, token or not.
+        let caller = match self.callers.admit(identity, 1) {
+            Ok(caller) => caller,
+            Err(refusal) => {
+                let status = grpc::refused(CHECK_METHOD, &refusal, 1);
+                return self.overloaded(status, &refusal_http(&refusal));
+            }
+        };
         let token = match input.token {
             BearerToken::Present(token) => token,
             BearerToken::Missing if input.allow_missing => return Ok(self.allowed(None)),
@@ -82,7 +105,20 @@ impl AuthzApi {
             issuer: None,
         };
         let tokens = Arc::new(vec![token.into_owned()]);
-        let (results, _, _) = verify_tokens(&self.engine, tokens, narrowing).await?;
+        let (results, _, _) =
+            match verify_tokens(&self.engine, tokens, narrowing, info.deadline).await {
+                Ok(verified) => verified,
+                Err(NotVerified::Shed(shed)) => {
+                    let http = Overload {
+                        code: 503,
+                        retry_after: Some(shed.pushback()),
+                        body: shed.to_string(),
+                    };
+                    let status = grpc::shed(CHECK_METHOD, &shed, &caller, 1);
+                    return self.overloaded(status, &http);
+                }
+                Err(NotVerified::Failed(status)) => return Err(status),
+            };
         let Some(result) = results.into_iter().next() else {
             return Err(Status::internal("the engine returned no result"));
         };
@@ -102,6 +138,26 @@ impl AuthzApi {
                     www,
                     &format!("{}: {reason}", status.as_str_name()),
                 ))
+            }
+        }
+    }
+
+    /// A Check jwtd will not do now: `status` (RESOURCE_EXHAUSTED, with its
+    /// pushback) with `on_overload = "error"`, so Envoy's own failure policy
+    /// decides; else DENIED with `http`'s code and `retry-after`.
+    fn overloaded(&self, status: Status, http: &Overload) -> Result<CheckResponse, Status> {
+        match self.config.on_overload {
+            OnOverload::Error => Err(status),
+            OnOverload::Deny => {
+                let mut response = denied(http.code, String::new(), &http.body);
+                if let (Some(after), Some(HttpResponse::DeniedResponse(d))) =
+                    (http.retry_after, response.http_response.as_mut())
+                {
+                    let seconds = after.as_millis().div_ceil(1000).max(1);
+                    d.headers
+                        .push(header_option("retry-after".into(), seconds.to_string()));
+                }
+                Ok(response)
             }
         }
     }
@@ -165,7 +221,10 @@ impl Authorization for AuthzApi {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
-        Call::run(CHECK_METHOD, request, |r| self.check_call(r)).await
+        Call::run(CHECK_METHOD, &self.callers, request, |info, r| {
+            self.check_call(info, r)
+        })
+        .await
     }
 }
 
@@ -250,6 +309,28 @@ pub fn read_check<'r>(
         audiences,
         token,
     })
+}
+
+/// The HTTP answer of a Check that jwtd will not do now.
+#[derive(Debug)]
+struct Overload {
+    code: u16,
+    retry_after: Option<Duration>,
+    body: String,
+}
+
+/// 429 with `retry-after` for a caller over its limit (503 is jwtd's own
+/// overload: the client may try another replica at once).
+fn refusal_http(refusal: &Refusal) -> Overload {
+    let retry_after = match refusal {
+        Refusal::OverLimit { retry_after, .. } => Some(*retry_after),
+        _ => None,
+    };
+    Overload {
+        code: 429,
+        retry_after,
+        body: refusal.to_string(),
+    }
 }
 
 /// The HTTP status Envoy answers a rejected token with: 403 for a token
@@ -353,6 +434,7 @@ fn header_option(key: String, value: String) -> HeaderValueOption {
 fn denied(code: u16, www_authenticate: String, body: &str) -> CheckResponse {
     let rpc_code = match code {
         403 => tonic::Code::PermissionDenied,
+        429 => tonic::Code::ResourceExhausted,
         503 => tonic::Code::Unavailable,
         _ => tonic::Code::Unauthenticated,
     };

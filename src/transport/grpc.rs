@@ -3,22 +3,31 @@
 //!
 //! Whole-call problems are gRPC errors with a clear message: a batch over
 //! `limits.max_batch`, an `issuer` filter naming no configured issuer, or
-//! unreasonable request audiences. Everything about a single token is a
-//! per-token `VerifyResult`.
+//! unreasonable request audiences (INVALID_ARGUMENT); a caller not allowed
+//! (PERMISSION_DENIED); a caller over its rate limit, or a call shed because
+//! its cold work does not fit now (RESOURCE_EXHAUSTED, with a
+//! `grpc-retry-pushback-ms` trailer, gRFC A6). Everything about a single
+//! token is a per-token `VerifyResult`. [`refused`] and [`shed`] are the
+//! one place refusals become gRPC statuses.
 //!
-//! The batch itself (memo, CPU pool, unknown-kid refresh) is the engine's;
-//! this adapter validates the call, renders each outcome, and cancels the
+//! A call goes: caller allowed? → request valid? → caller's bucket →
+//! engine (memo, admission of cold work, CPU pool, unknown-kid refresh).
+//! This adapter validates the call, renders each outcome, and cancels the
 //! engine's work when the RPC is dropped.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
 use crate::keys::registry::Snapshot;
 use crate::observability::{otel, telemetry};
 use crate::pb;
-use crate::runtime::engine::{CancelToken, Engine, EngineError};
+use crate::runtime::admission::Shed;
+use crate::runtime::engine::{Budget, CancelToken, Engine, EngineError};
+use crate::transport::callers::{Callers, Refusal};
 use crate::verifier::policy::Narrowing;
 use crate::verifier::verify::{Rejection, Verified};
 
@@ -30,12 +39,13 @@ pub const MAX_REQUEST_VALUE_BYTES: usize = 1024;
 /// The `jwtd.v1.VerifierService` implementation.
 pub struct VerifierApi {
     engine: Arc<Engine>,
+    callers: Arc<Callers>,
 }
 
 impl VerifierApi {
-    /// A service verifying through `engine`.
-    pub fn new(engine: Arc<Engine>) -> Self {
-        Self { engine }
+    /// A service verifying through `engine` for `callers`.
+    pub fn new(engine: Arc<Engine>, callers: Arc<Callers>) -> Self {
+        Self { engine, callers }
     }
 
     /// Checks the whole-call rules and returns what the call narrows.
@@ -89,21 +99,39 @@ impl pb::verifier_service_server::VerifierService for VerifierApi {
         &self,
         request: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
-        Call::run(VERIFY_METHOD, request, |r| self.verify_call(r)).await
+        Call::run(VERIFY_METHOD, &self.callers, request, |info, r| {
+            self.verify_call(info, r)
+        })
+        .await
     }
 }
 
 impl VerifierApi {
-    async fn verify_call(&self, request: pb::VerifyRequest) -> Result<pb::VerifyResponse, Status> {
+    async fn verify_call(
+        &self,
+        info: CallInfo,
+        request: pb::VerifyRequest,
+    ) -> Result<pb::VerifyResponse, Status> {
+        let count = request.tokens.len();
+        let identity = info.identity.as_deref();
+        self.callers
+            .allowed(identity)
+            .map_err(|r| refused(VERIFY_METHOD, &r, count))?;
         let snapshot = self.engine.registry().snapshot();
         let narrowing = Self::narrowing(&snapshot, &request)?;
-        telemetry::batch(request.tokens.len());
+        telemetry::batch(count);
+        let caller = self
+            .callers
+            .admit(identity, count)
+            .map_err(|r| refused(VERIFY_METHOD, &r, count))?;
         if request.tokens.is_empty() {
             return Ok(pb::VerifyResponse::default());
         }
         let tokens = Arc::new(request.tokens);
         let (results, statuses, batch) =
-            verify_tokens(&self.engine, Arc::clone(&tokens), narrowing).await?;
+            verify_tokens(&self.engine, Arc::clone(&tokens), narrowing, info.deadline)
+                .await
+                .map_err(|e| e.into_status(VERIFY_METHOD, &caller, count))?;
         if otel::enabled() {
             // Events only for rejections, and only when they are exported.
             let rejected = statuses.iter().any(|(s, _)| *s != pb::Status::Valid);
@@ -123,6 +151,25 @@ impl VerifierApi {
     }
 }
 
+/// Why [`verify_tokens`] gave no results.
+#[derive(Debug)]
+pub(crate) enum NotVerified {
+    /// Shed: the call's cold work does not fit now.
+    Shed(Shed),
+    /// Anything else, as its gRPC status.
+    Failed(Status),
+}
+
+impl NotVerified {
+    /// The gRPC status, the shed counted against `caller`.
+    pub(crate) fn into_status(self, method: &'static str, caller: &str, tokens: usize) -> Status {
+        match self {
+            NotVerified::Shed(s) => shed(method, &s, caller, tokens),
+            NotVerified::Failed(status) => status,
+        }
+    }
+}
+
 /// Verifies `tokens` in a batch span, cancelling the engine's work if this
 /// future is dropped (deadline passed, caller gone), and counts the
 /// outcomes in the metrics and on the span. Returns the results, the count
@@ -131,22 +178,108 @@ pub(crate) async fn verify_tokens(
     engine: &Arc<Engine>,
     tokens: Arc<Vec<String>>,
     narrowing: Narrowing,
-) -> Result<(Vec<pb::VerifyResult>, Vec<(pb::Status, u64)>, tracing::Span), Status> {
+    deadline: Option<Instant>,
+) -> Result<(Vec<pb::VerifyResult>, Vec<(pb::Status, u64)>, tracing::Span), NotVerified> {
     let batch = otel::batch_span(tokens.len());
     let cancel = CancelToken::default();
     let guard = cancel.guard();
+    let budget = Budget { cancel, deadline };
     let results = engine
-        .verify_batch(tokens, Arc::new(narrowing), cancel, result_of)
+        .verify_batch(tokens, Arc::new(narrowing), budget, result_of)
         .instrument(batch.clone())
         .await
         .map_err(|e| match e {
-            EngineError::Cancelled => Status::cancelled("the call was cancelled"),
-            other => Status::internal(other.to_string()),
+            EngineError::Shed(s) => NotVerified::Shed(s),
+            EngineError::Cancelled => {
+                NotVerified::Failed(Status::cancelled("the call was cancelled"))
+            }
+            other => NotVerified::Failed(Status::internal(other.to_string())),
         })?;
     guard.disarm();
     let statuses = count_results(&results);
     otel::record_statuses(&batch, statuses.iter().map(|(s, n)| (s.as_str_name(), *n)));
     Ok((results, statuses, batch))
+}
+
+/// What the transport knows of a call besides its message.
+#[derive(Debug, Clone, Default)]
+pub struct CallInfo {
+    /// The caller's identity, as `[callers] identity` reads it (`None`
+    /// when nobody is limited or refused, or the call carries none).
+    pub identity: Option<String>,
+    /// When the caller stops waiting, from its `grpc-timeout`.
+    pub deadline: Option<Instant>,
+}
+
+/// The `grpc-retry-pushback-ms` trailer (gRFC A6).
+pub const PUSHBACK_TRAILER: &str = "grpc-retry-pushback-ms";
+
+/// RESOURCE_EXHAUSTED for a call shed by admission control, with the
+/// pushback, counted.
+pub fn shed(method: &'static str, shed: &Shed, caller: &str, tokens: usize) -> Status {
+    telemetry::refused(method, shed.reason(), caller, tokens);
+    with_pushback(
+        Status::resource_exhausted(shed.to_string()),
+        Some(shed.pushback()),
+    )
+}
+
+/// The status of a caller's refusal, counted: PERMISSION_DENIED for a
+/// caller not allowed, RESOURCE_EXHAUSTED with a pushback for one over its
+/// limit (a pushback of -1, "do not retry", for a batch over its burst).
+pub fn refused(method: &'static str, refusal: &Refusal, tokens: usize) -> Status {
+    telemetry::refused(method, refusal.reason(), refusal.caller(), tokens);
+    match refusal {
+        Refusal::NotAllowed { .. } => Status::permission_denied(refusal.to_string()),
+        Refusal::OverLimit { retry_after, .. } => with_pushback(
+            Status::resource_exhausted(refusal.to_string()),
+            Some(*retry_after),
+        ),
+        Refusal::OverBurst { .. } => {
+            with_pushback(Status::resource_exhausted(refusal.to_string()), None)
+        }
+    }
+}
+
+/// `status` with a `grpc-retry-pushback-ms` trailer: whole milliseconds,
+/// rounded up, or `-1` (do not retry) for `None`.
+fn with_pushback(status: Status, pushback: Option<Duration>) -> Status {
+    let value = match pushback {
+        Some(d) => d
+            .as_micros()
+            .div_ceil(1000)
+            .min(u128::from(u32::MAX))
+            .to_string(),
+        None => "-1".to_owned(),
+    };
+    let mut trailers = MetadataMap::new();
+    if let Ok(value) = MetadataValue::try_from(value) {
+        trailers.insert(PUSHBACK_TRAILER, value);
+    }
+    Status::with_metadata(status.code(), status.message().to_owned(), trailers)
+}
+
+/// The deadline a call's `grpc-timeout` sets, counted from `start`; `None`
+/// without one, or with a value the gRPC spec does not allow (tonic then
+/// applies no timeout either).
+pub fn deadline_of(metadata: &MetadataMap, start: Instant) -> Option<Instant> {
+    let text = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let unit = text.get(text.len().checked_sub(1)?..)?;
+    let digits = &text[..text.len() - 1];
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    let timeout = match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    };
+    start.checked_add(timeout)
 }
 
 /// One RPC as metrics and traces see it: in flight until dropped, then its
@@ -161,19 +294,24 @@ pub struct Call {
 }
 
 impl Call {
-    /// Serves `request` as one call of `method`: `handler` runs on its
-    /// message inside the call's span, and the call ends with its outcome's
-    /// code.
+    /// Serves `request` as one call of `method`: `handler` runs on what
+    /// the transport knows of the call and its message, inside the call's
+    /// span, and the call ends with its outcome's code.
     pub async fn run<T, R, F>(
         method: &'static str,
+        callers: &Callers,
         request: Request<T>,
-        handler: impl FnOnce(T) -> F,
+        handler: impl FnOnce(CallInfo, T) -> F,
     ) -> Result<Response<R>, Status>
     where
         F: std::future::Future<Output = Result<R, Status>>,
     {
         let mut call = Call::start(method, &request);
-        let outcome = handler(request.into_inner())
+        let info = CallInfo {
+            identity: callers.identity_of(&request),
+            deadline: deadline_of(request.metadata(), call.timer.started()),
+        };
+        let outcome = handler(info, request.into_inner())
             .instrument(call.span.clone())
             .await;
         call.finish(match &outcome {

@@ -5,6 +5,17 @@
 //! Health for `jwtd.v1.VerifierService` is NOT_SERVING until every issuer has
 //! loaded keys once (with `startup = "wait"`), so a mesh does not route to a
 //! replica that would answer KEYS_UNAVAILABLE; `""` reports the process.
+//! Overload never flips readiness: turning a busy replica NOT_SERVING moves
+//! all of its load onto the others at once, and they fall in turn. A busy
+//! replica sheds cold work instead (`runtime::admission`), and health calls
+//! never wait behind it (they do no verification).
+//!
+//! Transport bounds: at most `server.max_concurrent_streams` calls per
+//! HTTP/2 connection, a header list of at most `server.max_header_list_bytes`,
+//! and a decode cap per method (Verify: a full batch of the longest tokens;
+//! Check: `ext_authz.max_request_bytes`), answered RESOURCE_EXHAUSTED when
+//! passed ([`super::oversize`]). The caps are sized at start: `max_batch`
+//! and `max_token_bytes` take a restart.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,12 +27,15 @@ use tonic_health::ServingStatus;
 
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 
-use crate::config::settings::{ExtAuthzConfig, ServerConfig, TlsConfig};
+use crate::config::settings::{CallersConfig, ExtAuthzConfig, ServerConfig, TlsConfig};
+use crate::observability::telemetry;
 use crate::pb;
 use crate::pb::verifier_service_server::VerifierServiceServer;
 use crate::runtime::engine::Engine;
+use crate::transport::callers::Callers;
 use crate::transport::ext_authz::AuthzApi;
 use crate::transport::grpc::VerifierApi;
+use crate::transport::oversize::OversizeLayer;
 use crate::transport::tls;
 
 /// The full gRPC name of the Verify service, as health checks ask for it.
@@ -36,7 +50,12 @@ pub struct ServeOptions {
     pub tls: Option<TlsConfig>,
     /// The ext_authz Check settings.
     pub ext_authz: ExtAuthzConfig,
+    /// Caller identity, limits and allowlist.
+    pub callers: CallersConfig,
 }
+
+/// How often the admission and caller gauges are set.
+const GAUGE_EVERY: Duration = Duration::from_millis(500);
 
 /// Serves with the default options and no drain period, until `shutdown`
 /// completes; then finishes in-flight calls.
@@ -88,15 +107,20 @@ pub async fn serve_with(
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
 
-    let verifier = VerifierServiceServer::new(VerifierApi::new(Arc::clone(&engine)))
-        .max_decoding_message_size(limits.max_request_bytes());
-    let authz = AuthorizationServer::new(AuthzApi::new(engine, options.ext_authz))
-        .max_decoding_message_size(limits.max_request_bytes());
+    let callers = Arc::new(Callers::new(&options.callers));
+    let gauges = tokio::spawn(set_gauges(Arc::clone(&engine), Arc::clone(&callers)));
+    let check_cap = options.ext_authz.max_request_bytes;
+    let verifier =
+        VerifierServiceServer::new(VerifierApi::new(Arc::clone(&engine), Arc::clone(&callers)))
+            .max_decoding_message_size(limits.max_request_bytes());
+    let authz = AuthorizationServer::new(AuthzApi::new(engine, options.ext_authz, callers))
+        .max_decoding_message_size(check_cap);
 
     let drain = options.server.drain;
     let stop = async move {
         shutdown.await;
         health_task.abort();
+        gauges.abort();
         set_readiness(&health, ServingStatus::NotServing).await;
         if !drain.is_zero() {
             tracing::info!(
@@ -115,6 +139,9 @@ pub async fn serve_with(
         .http2_keepalive_interval(Some(options.server.http2_keepalive_interval))
         .http2_keepalive_timeout(Some(options.server.http2_keepalive_timeout))
         .max_connection_age(options.server.max_connection_age)
+        .max_concurrent_streams(options.server.max_concurrent_streams)
+        .http2_max_header_list_size(options.server.max_header_list_bytes)
+        .layer(OversizeLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -128,6 +155,24 @@ pub async fn serve_with(
         }
     };
     served.map_err(|e| ServeError::Transport(e.to_string()))
+}
+
+/// Sets the admission and caller gauges every [`GAUGE_EVERY`], so the
+/// per-call path sets none of them.
+async fn set_gauges(engine: Arc<Engine>, callers: Arc<Callers>) {
+    let mut every = tokio::time::interval(GAUGE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let admission = engine.admission();
+        telemetry::admission(
+            admission.pending(),
+            engine.pending_bound(),
+            admission.token_cost(),
+            engine.coalesced(),
+            callers.tracked(),
+        );
+    }
 }
 
 /// The services whose health is readiness.

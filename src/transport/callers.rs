@@ -1,0 +1,356 @@
+//! Who is calling, and whether they may (`[callers]`): each call's identity
+//! (the peer's address, its client certificate, or a header a trusted
+//! sidecar sets), the allowlist, and a token bucket per caller. Every token
+//! of a Verify counts against its caller's bucket, one per Check. Holds no
+//! wire types: the adapters map a [`Refusal`] to gRPC and HTTP.
+//!
+//! Decisions:
+//! - **governor** for the buckets: the field's rate limiter (GCRA, one
+//!   atomic per bucket, no background task). A listed caller has a bucket
+//!   of its own; callers not listed share the defaults, one bucket per
+//!   identity, in governor's keyed limiter (a dashmap).
+//! - **Bounded identities.** At most [`MAX_TRACKED_CALLERS`] unlisted
+//!   identities are tracked. When the table is full, identities whose
+//!   bucket is full again are dropped (governor's `retain_recent`, at most
+//!   once a second: it scans the table); while it is still full, unlisted
+//!   calls share one overflow bucket of the default size. A flood of spoofed
+//!   addresses costs a bounded table and one shared bucket, never fresh
+//!   buckets; listed callers are never affected.
+//! - **A batch bigger than the caller's burst** can never pass its bucket:
+//!   that is its own refusal, with a pushback telling clients not to retry
+//!   (gRFC A6: a negative value), rather than an endless retry loop.
+//! - **Bounded labels**: a caller's metric label is its configured id, or
+//!   `other` for every caller not listed.
+//! - The identity is read per call. For `mtls` that decodes the client
+//!   certificate's SANs (x509-cert; a few µs, beside the ~100 µs a call
+//!   costs the server); a header identity is only as trustworthy as the
+//!   proxy that sets it, which the README says.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tonic::Request;
+
+use crate::config::settings::{CallersConfig, IdentityKind, MAX_CALLER_ID_BYTES, RateLimit};
+
+/// Most unlisted identities with a bucket of their own.
+pub const MAX_TRACKED_CALLERS: usize = 10_000;
+
+/// An instant of governor's clock.
+type Moment = <DefaultClock as governor::clock::Clock>::Instant;
+
+/// Least time between two cleans of a full identity table.
+pub const CLEAN_EVERY: Duration = Duration::from_secs(1);
+
+/// The metric label of every caller not listed in `[callers]`.
+pub const OTHER_CALLER: &str = "other";
+
+/// Why a caller's call is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// Not listed, and `allow_unlisted = false`.
+    #[error("caller {} is not allowed to call jwtd (callers.allow_unlisted = false)", shown(.identity))]
+    NotAllowed {
+        /// The identity the call carried, if any.
+        identity: Option<String>,
+    },
+    /// Its bucket has too few tokens now.
+    #[error(
+        "caller {caller:?} is over its limit of {rate} tokens per second (burst {burst}); \
+         retry after the pushback"
+    )]
+    OverLimit {
+        /// The caller's label (a configured id, or `other`).
+        caller: Arc<str>,
+        /// Tokens per second.
+        rate: u32,
+        /// Bucket size.
+        burst: u32,
+        /// When its bucket holds enough.
+        retry_after: Duration,
+    },
+    /// The call has more tokens than the caller's bucket can ever hold.
+    #[error(
+        "a batch of {tokens} tokens is over caller {caller:?}'s burst of {burst}: it can never \
+         pass; split the batch"
+    )]
+    OverBurst {
+        /// The caller's label.
+        caller: Arc<str>,
+        /// Tokens in the call.
+        tokens: usize,
+        /// Bucket size.
+        burst: u32,
+    },
+}
+
+fn shown(identity: &Option<String>) -> String {
+    match identity {
+        Some(id) => format!("{id:?}"),
+        None => "without an identity".to_owned(),
+    }
+}
+
+impl Refusal {
+    /// The metric label of the reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::NotAllowed { .. } => "not_allowed",
+            Refusal::OverLimit { .. } => "rate_limited",
+            Refusal::OverBurst { .. } => "over_burst",
+        }
+    }
+
+    /// The caller's metric label.
+    pub fn caller(&self) -> &str {
+        match self {
+            Refusal::NotAllowed { .. } => OTHER_CALLER,
+            Refusal::OverLimit { caller, .. } | Refusal::OverBurst { caller, .. } => caller,
+        }
+    }
+}
+
+/// A bucket and its settings, for messages.
+#[derive(Debug)]
+struct Bucket {
+    limiter: DefaultDirectRateLimiter,
+    limit: RateLimit,
+}
+
+impl Bucket {
+    fn new(limit: RateLimit) -> Self {
+        Self {
+            limiter: RateLimiter::direct(quota(limit)),
+            limit,
+        }
+    }
+}
+
+fn quota(limit: RateLimit) -> Quota {
+    Quota::per_second(limit.tokens_per_second).allow_burst(limit.burst)
+}
+
+/// A listed caller.
+#[derive(Debug)]
+struct Listed {
+    label: Arc<str>,
+    bucket: Option<Bucket>,
+}
+
+/// The callers' identities, allowlist and buckets.
+#[derive(Debug)]
+pub struct Callers {
+    identity: IdentityKind,
+    allow_unlisted: bool,
+    open: bool,
+    listed: HashMap<String, Listed>,
+    /// The defaults, for unlisted callers: one bucket per identity.
+    unlisted: Option<(DefaultKeyedRateLimiter<String>, RateLimit)>,
+    /// The bucket unlisted callers share once the table is full.
+    overflow: Option<Bucket>,
+    /// When full tables were last cleaned.
+    last_clean: Mutex<Instant>,
+    other: Arc<str>,
+}
+
+impl Callers {
+    /// The callers `config` describes.
+    pub fn new(config: &CallersConfig) -> Self {
+        let listed = config
+            .callers
+            .iter()
+            .map(|c| {
+                let listed = Listed {
+                    label: Arc::from(c.id.as_str()),
+                    bucket: c.limit.map(Bucket::new),
+                };
+                (c.id.clone(), listed)
+            })
+            .collect();
+        Self {
+            identity: config.identity.clone(),
+            allow_unlisted: config.allow_unlisted,
+            open: config.is_open(),
+            listed,
+            unlisted: config
+                .default_limit
+                .map(|limit| (RateLimiter::keyed(quota(limit)), limit)),
+            overflow: config.default_limit.map(Bucket::new),
+            last_clean: Mutex::new(Instant::now()),
+            other: Arc::from(OTHER_CALLER),
+        }
+    }
+
+    /// True when nobody is refused or limited: identities need not be read.
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// Unlisted identities with a bucket now.
+    pub fn tracked(&self) -> usize {
+        self.unlisted.as_ref().map_or(0, |(keyed, _)| keyed.len())
+    }
+
+    /// Reads the identity of `request` as configured; `None` when it
+    /// carries none (no such header, no client certificate), or one over
+    /// [`MAX_CALLER_ID_BYTES`].
+    pub fn identity_of<T>(&self, request: &Request<T>) -> Option<String> {
+        if self.open {
+            return None;
+        }
+        let identity = match &self.identity {
+            IdentityKind::Peer => request.remote_addr().map(|a| a.ip().to_string()),
+            IdentityKind::Mtls => request
+                .peer_certs()
+                .and_then(|certs| certs.first().and_then(|c| certificate_identity(c))),
+            IdentityKind::Header(name) => request
+                .metadata()
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        };
+        identity.filter(|id| !id.is_empty() && id.len() <= MAX_CALLER_ID_BYTES)
+    }
+
+    /// Refuses a caller that is not allowed at all, before anything else of
+    /// its call is looked at.
+    pub fn allowed(&self, identity: Option<&str>) -> Result<(), Refusal> {
+        if self.allow_unlisted || identity.is_some_and(|id| self.listed.contains_key(id)) {
+            return Ok(());
+        }
+        Err(Refusal::NotAllowed {
+            identity: identity.map(str::to_owned),
+        })
+    }
+
+    /// Lets a call of `tokens` tokens from `identity` through, or says why
+    /// not. Returns the caller's metric label.
+    pub fn admit(&self, identity: Option<&str>, tokens: usize) -> Result<Arc<str>, Refusal> {
+        if self.open {
+            return Ok(Arc::clone(&self.other));
+        }
+        let listed = identity.and_then(|id| self.listed.get(id));
+        let Some(n) = NonZeroU32::new(u32::try_from(tokens).unwrap_or(u32::MAX)) else {
+            // An empty call costs nothing, but is still only for allowed callers.
+            return match listed {
+                Some(l) => Ok(Arc::clone(&l.label)),
+                None if self.allow_unlisted => Ok(Arc::clone(&self.other)),
+                None => Err(Refusal::NotAllowed {
+                    identity: identity.map(str::to_owned),
+                }),
+            };
+        };
+        if let Some(listed) = listed {
+            return match &listed.bucket {
+                None => Ok(Arc::clone(&listed.label)),
+                Some(bucket) => take(&bucket.limiter, bucket.limit, n, &listed.label)
+                    .map(|()| Arc::clone(&listed.label)),
+            };
+        }
+        if !self.allow_unlisted {
+            return Err(Refusal::NotAllowed {
+                identity: identity.map(str::to_owned),
+            });
+        }
+        let (Some((keyed, limit)), Some(overflow)) = (&self.unlisted, &self.overflow) else {
+            return Ok(Arc::clone(&self.other));
+        };
+        // Calls without an identity share the overflow bucket too.
+        let tracked = identity.filter(|_| self.has_room(keyed));
+        let outcome = match tracked {
+            Some(id) => keyed_take(keyed, *limit, id, n, &self.other),
+            None => take(&overflow.limiter, overflow.limit, n, &self.other),
+        };
+        outcome.map(|()| Arc::clone(&self.other))
+    }
+
+    /// True when the table of unlisted identities has room (for `id`'s
+    /// own bucket). When it is full, identities whose bucket refilled are
+    /// dropped, at most once per [`CLEAN_EVERY`] (the clean scans the whole
+    /// table); while it stays full, every unlisted call shares the overflow
+    /// bucket.
+    fn has_room(&self, keyed: &DefaultKeyedRateLimiter<String>) -> bool {
+        if keyed.len() < MAX_TRACKED_CALLERS {
+            return true;
+        }
+        if let Ok(mut last) = self.last_clean.try_lock()
+            && last.elapsed() >= CLEAN_EVERY
+        {
+            *last = Instant::now();
+            keyed.retain_recent();
+        }
+        keyed.len() < MAX_TRACKED_CALLERS
+    }
+}
+
+/// Takes `n` tokens from a direct bucket.
+fn take(
+    limiter: &DefaultDirectRateLimiter,
+    limit: RateLimit,
+    n: NonZeroU32,
+    caller: &Arc<str>,
+) -> Result<(), Refusal> {
+    refusal(limiter.check_n(n), limit, n, caller)
+}
+
+/// Takes `n` tokens from `id`'s bucket in a keyed limiter.
+fn keyed_take(
+    keyed: &DefaultKeyedRateLimiter<String>,
+    limit: RateLimit,
+    id: &str,
+    n: NonZeroU32,
+    caller: &Arc<str>,
+) -> Result<(), Refusal> {
+    refusal(keyed.check_key_n(&id.to_owned(), n), limit, n, caller)
+}
+
+/// governor's answer as a refusal.
+fn refusal(
+    outcome: Result<Result<(), governor::NotUntil<Moment>>, governor::InsufficientCapacity>,
+    limit: RateLimit,
+    n: NonZeroU32,
+    caller: &Arc<str>,
+) -> Result<(), Refusal> {
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(not_until)) => Err(Refusal::OverLimit {
+            caller: Arc::clone(caller),
+            rate: limit.tokens_per_second.get(),
+            burst: limit.burst.get(),
+            retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+        }),
+        Err(_) => Err(Refusal::OverBurst {
+            caller: Arc::clone(caller),
+            tokens: n.get() as usize,
+            burst: limit.burst.get(),
+        }),
+    }
+}
+
+/// A client certificate's identity: its first URI SAN (a SPIFFE ID in a
+/// mesh), else its first DNS SAN; `None` when it has neither or does not
+/// decode.
+pub fn certificate_identity(der: &[u8]) -> Option<String> {
+    use x509_cert::Certificate;
+    use x509_cert::der::Decode as _;
+    use x509_cert::ext::pkix::SubjectAltName;
+    use x509_cert::ext::pkix::name::GeneralName;
+
+    let cert = Certificate::from_der(der).ok()?;
+    let (_, SubjectAltName(names)) = cert.tbs_certificate.get::<SubjectAltName>().ok()??;
+    let uri = names.iter().find_map(|n| match n {
+        GeneralName::UniformResourceIdentifier(uri) => Some(uri.to_string()),
+        _ => None,
+    });
+    uri.or_else(|| {
+        names.iter().find_map(|n| match n {
+            GeneralName::DnsName(dns) => Some(dns.to_string()),
+            _ => None,
+        })
+    })
+}

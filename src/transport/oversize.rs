@@ -1,0 +1,157 @@
+//! A request over its method's decode cap is answered RESOURCE_EXHAUSTED,
+//! as the gRPC spec says for a message over the receiver's limit, with a
+//! message naming the setting that sizes the cap. tonic refuses such a
+//! request before reading its body (nothing is allocated for it) but
+//! answers OUT_OF_RANGE; this layer rewrites that one answer on its way out
+//! and counts it. Every other response passes untouched.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tonic::codegen::http::{self, HeaderValue};
+
+use crate::observability::telemetry;
+
+/// The start of tonic's message for a request over the decode cap
+/// (`tonic::codec::decode`); `tests/overload.rs` notices if it changes.
+const TONIC_TOO_LARGE: &str = "Error, decoded message length too large: found ";
+
+/// Wraps a service so oversize requests get RESOURCE_EXHAUSTED.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OversizeLayer;
+
+impl<S> tower::Layer<S> for OversizeLayer {
+    type Service = Oversize<S>;
+    fn layer(&self, inner: S) -> Oversize<S> {
+        Oversize(inner)
+    }
+}
+
+/// See [`OversizeLayer`].
+#[derive(Debug, Clone)]
+pub struct Oversize<S>(S);
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for Oversize<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let method = method_label(request.uri().path());
+        let answer = self.0.call(request);
+        Box::pin(async move {
+            let mut response = answer.await?;
+            rewrite(response.headers_mut(), method);
+            Ok(response)
+        })
+    }
+}
+
+/// The metric label of a path: one of jwtd's two methods, or `other`.
+fn method_label(path: &str) -> &'static str {
+    use crate::transport::{ext_authz::CHECK_METHOD, grpc::VERIFY_METHOD};
+    match path.strip_prefix('/') {
+        Some(VERIFY_METHOD) => VERIFY_METHOD,
+        Some(CHECK_METHOD) => CHECK_METHOD,
+        _ => "other",
+    }
+}
+
+/// Turns tonic's OUT_OF_RANGE for an oversize request into
+/// RESOURCE_EXHAUSTED naming the cap's settings; leaves anything else.
+fn rewrite(headers: &mut http::HeaderMap, method: &'static str) {
+    let is_out_of_range = headers.get("grpc-status").is_some_and(|s| s == "11");
+    if !is_out_of_range {
+        return;
+    }
+    let Some(sizes) = headers
+        .get("grpc-message")
+        .and_then(|m| m.to_str().ok())
+        .and_then(|m| m.strip_prefix(TONIC_TOO_LARGE))
+        .map(str::to_owned)
+    else {
+        return;
+    };
+    // "{found} bytes, the limit is: {limit} bytes"
+    let number = |s: &str| {
+        s.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .map(str::to_owned)
+    };
+    let found = number(&sizes).unwrap_or_default();
+    let limit = sizes
+        .split_once("limit is: ")
+        .and_then(|(_, rest)| number(rest))
+        .unwrap_or_default();
+    let setting = match method {
+        crate::transport::grpc::VERIFY_METHOD => {
+            "limits.max_batch tokens of limits.max_token_bytes"
+        }
+        _ => "ext_authz.max_request_bytes",
+    };
+    let message = format!(
+        "request of {found} bytes is over this method's limit of {limit} bytes (set by {setting})"
+    );
+    if let Ok(message) = HeaderValue::from_str(&message) {
+        headers.insert("grpc-status", HeaderValue::from_static("8"));
+        headers.insert("grpc-message", message);
+        telemetry::refused(
+            method,
+            "too_large",
+            crate::transport::callers::OTHER_CALLER,
+            0,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(status: &'static str, message: &'static str) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert("grpc-status", HeaderValue::from_static(status));
+        h.insert("grpc-message", HeaderValue::from_static(message));
+        h
+    }
+
+    #[test]
+    fn tonics_oversize_answer_becomes_resource_exhausted() {
+        let mut h = headers(
+            "11",
+            "Error, decoded message length too large: found 9000000 bytes, the limit is: 8667136 bytes",
+        );
+        rewrite(&mut h, crate::transport::grpc::VERIFY_METHOD);
+        assert_eq!(h["grpc-status"], "8");
+        assert_eq!(
+            h["grpc-message"],
+            "request of 9000000 bytes is over this method's limit of 8667136 bytes \
+             (set by limits.max_batch tokens of limits.max_token_bytes)"
+        );
+    }
+
+    #[test]
+    fn other_answers_pass_untouched() {
+        for (status, message) in [
+            ("11", "some other range"),
+            (
+                "3",
+                "Error, decoded message length too large: found 1 bytes",
+            ),
+            ("0", ""),
+        ] {
+            let mut h = headers(status, message);
+            rewrite(&mut h, crate::transport::grpc::VERIFY_METHOD);
+            assert_eq!(h, headers(status, message), "{status} {message}");
+        }
+    }
+}

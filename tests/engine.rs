@@ -309,22 +309,6 @@ async fn a_cancelled_batch_stops_early() {
     );
 }
 
-/// Distinct ES256 tokens with made-up signatures: each costs a full ECDSA
-/// verification before it is rejected.
-fn expensive_distinct_tokens(n: u32) -> Vec<String> {
-    let good = independent_token("ES256", &claims(ISS));
-    let (input, _) = good.rsplit_once('.').unwrap();
-    (0..n)
-        .map(|i| {
-            let mut sig = [0u8; 64];
-            sig[..4].copy_from_slice(&i.to_be_bytes());
-            sig[4] = 1;
-            sig[36] = 1;
-            format!("{input}.{}", b64(&sig))
-        })
-        .collect()
-}
-
 fn b64(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

@@ -9,10 +9,9 @@ mod support;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use envoy_types::pb::envoy::service::auth::v3::CheckResponse;
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
-use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
 use jwtd::clock::FixedClock;
 use jwtd::engine::{Engine, EngineConfig};
 use jwtd::ext_authz::ExtAuthzConfig;
@@ -58,30 +57,6 @@ async fn start(config: ExtAuthzConfig) -> (Server, AuthorizationClient<tonic::tr
     let server = Server::start_with(Arc::new(engine), options).await;
     let client = AuthorizationClient::new(server.channel().await);
     (server, client)
-}
-
-fn check_request(headers: &[(&str, &str)], route: &[(&str, &str)]) -> CheckRequest {
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(Request {
-                http: Some(HttpRequest {
-                    method: "GET".into(),
-                    path: "/orders".into(),
-                    headers: headers
-                        .iter()
-                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                        .collect(),
-                    ..HttpRequest::default()
-                }),
-                ..Request::default()
-            }),
-            context_extensions: route
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            ..AttributeContext::default()
-        }),
-    }
 }
 
 async fn check(

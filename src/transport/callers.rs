@@ -354,3 +354,153 @@ pub fn certificate_identity(der: &[u8]) -> Option<String> {
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::settings::CallerConfig;
+
+    fn limit(rate: u32, burst: u32) -> Option<RateLimit> {
+        Some(RateLimit {
+            tokens_per_second: NonZeroU32::new(rate).expect("non-zero"),
+            burst: NonZeroU32::new(burst).expect("non-zero"),
+        })
+    }
+
+    fn callers(default_limit: Option<RateLimit>, allow_unlisted: bool) -> Callers {
+        Callers::new(&CallersConfig {
+            identity: IdentityKind::Header("x-caller".into()),
+            default_limit,
+            allow_unlisted,
+            callers: vec![
+                CallerConfig {
+                    id: "limited".into(),
+                    limit: limit(1, 2),
+                },
+                CallerConfig {
+                    id: "free".into(),
+                    limit: None,
+                },
+            ],
+        })
+    }
+
+    #[test]
+    fn without_a_callers_section_everyone_passes_unread() {
+        let open = Callers::new(&CallersConfig::default());
+        assert!(open.is_open());
+        let mut request = Request::new(());
+        request
+            .metadata_mut()
+            .insert("x-caller", "someone".parse().expect("ascii"));
+        assert_eq!(open.identity_of(&request), None, "nothing is read");
+        for _ in 0..1000 {
+            assert_eq!(&*open.admit(None, 1000).expect("open"), OTHER_CALLER);
+        }
+    }
+
+    #[test]
+    fn the_allowlist_refuses_unlisted_callers_and_calls_without_identity() {
+        let c = callers(None, false);
+        assert!(c.allowed(Some("free")).is_ok());
+        assert!(c.allowed(Some("limited")).is_ok());
+        for id in [None, Some("stranger"), Some("Free")] {
+            match c.allowed(id) {
+                Err(Refusal::NotAllowed { identity }) => {
+                    assert_eq!(identity.as_deref(), id);
+                }
+                other => panic!("{id:?}: {other:?}"),
+            }
+            assert!(matches!(c.admit(id, 1), Err(Refusal::NotAllowed { .. })));
+        }
+        let shown = c.allowed(None).expect_err("refused").to_string();
+        assert!(shown.contains("without an identity"), "{shown}");
+    }
+
+    #[test]
+    fn a_listed_callers_bucket_limits_only_that_caller() {
+        let c = callers(None, true);
+        assert_eq!(&*c.admit(Some("limited"), 2).expect("the burst"), "limited");
+        match c.admit(Some("limited"), 1) {
+            Err(Refusal::OverLimit {
+                caller,
+                rate: 1,
+                burst: 2,
+                retry_after,
+            }) => {
+                assert_eq!(&*caller, "limited");
+                assert!(
+                    retry_after > Duration::ZERO && retry_after <= Duration::from_secs(1),
+                    "{retry_after:?}"
+                );
+            }
+            other => panic!("expected OverLimit, got {other:?}"),
+        }
+        assert!(matches!(
+            c.admit(Some("limited"), 3),
+            Err(Refusal::OverBurst {
+                tokens: 3,
+                burst: 2,
+                ..
+            })
+        ));
+        for _ in 0..100 {
+            assert_eq!(&*c.admit(Some("free"), 1000).expect("no limit"), "free");
+            assert_eq!(
+                &*c.admit(Some("stranger"), 1000).expect("no default"),
+                "other"
+            );
+        }
+    }
+
+    #[test]
+    fn unlisted_callers_get_a_bucket_each_within_a_bounded_table() {
+        let c = callers(limit(1, 2), true);
+        c.admit(Some("a"), 2).expect("a's burst");
+        assert!(matches!(
+            c.admit(Some("a"), 1),
+            Err(Refusal::OverLimit { .. })
+        ));
+        c.admit(Some("b"), 2).expect("b has a bucket of its own");
+        assert_eq!(c.tracked(), 2);
+        for n in 2..MAX_TRACKED_CALLERS {
+            c.admit(Some(&format!("spoofed-{n}")), 1)
+                .expect("a fresh bucket each");
+        }
+        assert_eq!(c.tracked(), MAX_TRACKED_CALLERS, "the table stops growing");
+        // Full (and too recent to clean): newcomers share one overflow
+        // bucket, whose burst is the default's.
+        c.admit(Some("new-1"), 1).expect("the overflow bucket");
+        c.admit(Some("new-2"), 1).expect("the overflow bucket");
+        match c.admit(Some("new-3"), 1) {
+            Err(Refusal::OverLimit { caller, .. }) => assert_eq!(&*caller, OTHER_CALLER),
+            other => panic!("expected the shared bucket to be empty, got {other:?}"),
+        }
+        assert!(c.tracked() <= MAX_TRACKED_CALLERS);
+        c.admit(Some("limited"), 2)
+            .expect("listed callers are never affected");
+    }
+
+    #[test]
+    fn a_certificate_is_known_by_its_uri_san_else_its_dns_san() {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = |sans: Vec<rcgen::SanType>| {
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+            params.subject_alt_names = sans;
+            params.self_signed(&key).expect("signs").der().to_vec()
+        };
+        let uri = |u: &str| rcgen::SanType::URI(u.try_into().expect("ia5"));
+        let dns = |d: &str| rcgen::SanType::DnsName(d.try_into().expect("ia5"));
+        let spiffe = "spiffe://cluster.local/ns/shop/sa/checkout";
+        assert_eq!(
+            certificate_identity(&cert(vec![dns("checkout.shop"), uri(spiffe)])).as_deref(),
+            Some(spiffe)
+        );
+        assert_eq!(
+            certificate_identity(&cert(vec![dns("a.example"), dns("b.example")])).as_deref(),
+            Some("a.example")
+        );
+        assert_eq!(certificate_identity(&cert(Vec::new())), None);
+        assert_eq!(certificate_identity(b"not a certificate"), None);
+    }
+}

@@ -502,4 +502,82 @@ mod tests {
             assert!(result.claims.is_none() && !result.cached);
         }
     }
+
+    #[test]
+    fn grpc_timeouts_become_deadlines() {
+        let start = Instant::now();
+        let deadline = |value: &str| {
+            let mut m = MetadataMap::new();
+            m.insert("grpc-timeout", value.parse().expect("ascii"));
+            deadline_of(&m, start).map(|d| d - start)
+        };
+        assert_eq!(deadline("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(deadline("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(deadline("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(deadline("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(
+            deadline("99999999u"),
+            Some(Duration::from_micros(99_999_999))
+        );
+        assert_eq!(deadline("5n"), Some(Duration::from_nanos(5)));
+        for bad in ["", "m", "123456789m", "12x", "-1m", "1.5S", "S1"] {
+            assert_eq!(deadline(bad), None, "{bad:?}");
+        }
+        assert_eq!(deadline_of(&MetadataMap::new(), start), None);
+    }
+
+    #[test]
+    fn refusals_map_to_their_codes_and_pushbacks() {
+        let trailer = |s: &Status| {
+            s.metadata()
+                .get(PUSHBACK_TRAILER)
+                .map(|v| v.to_str().expect("ascii").to_owned())
+        };
+        let not_allowed = refused(
+            VERIFY_METHOD,
+            &Refusal::NotAllowed {
+                identity: Some("x".into()),
+            },
+            1,
+        );
+        assert_eq!(not_allowed.code(), tonic::Code::PermissionDenied);
+        assert_eq!(trailer(&not_allowed), None, "never retried: no pushback");
+        let over = refused(
+            VERIFY_METHOD,
+            &Refusal::OverLimit {
+                caller: "a".into(),
+                rate: 1,
+                burst: 1,
+                retry_after: Duration::from_micros(1500),
+            },
+            1,
+        );
+        assert_eq!(over.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(trailer(&over).as_deref(), Some("2"), "rounded up");
+        let burst = refused(
+            VERIFY_METHOD,
+            &Refusal::OverBurst {
+                caller: "a".into(),
+                tokens: 9,
+                burst: 1,
+            },
+            9,
+        );
+        assert_eq!(burst.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(trailer(&burst).as_deref(), Some("-1"), "do not retry");
+        let s = shed(
+            VERIFY_METHOD,
+            &Shed::Overloaded {
+                limit: 8,
+                pending: 8,
+                wanted: 1,
+                pushback: Duration::from_millis(40),
+            },
+            "other",
+            1,
+        );
+        assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(trailer(&s).as_deref(), Some("40"));
+        assert!(s.message().contains("limits.max_pending_tokens (8)"));
+    }
 }

@@ -1,14 +1,17 @@
 //! A request over its method's decode cap is answered RESOURCE_EXHAUSTED,
 //! as the gRPC spec says for a message over the receiver's limit, with a
 //! message naming the setting that sizes the cap. tonic refuses such a
-//! request before reading its body (nothing is allocated for it) but
-//! answers OUT_OF_RANGE; this layer rewrites that one answer on its way out
-//! and counts it. Every other response passes untouched.
+//! request as soon as it reads the message's length prefix (nothing is
+//! allocated for the message) but answers OUT_OF_RANGE, in the response's
+//! trailers; this layer rewrites that one answer on its way out (in the
+//! trailers, or in the headers of a trailers-only response) and counts it.
+//! Every other response and frame passes untouched.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use http_body::{Body, Frame, SizeHint};
 use tonic::codegen::http::{self, HeaderValue};
 
 use crate::observability::telemetry;
@@ -37,7 +40,7 @@ where
     S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
     S::Future: Send + 'static,
 {
-    type Response = S::Response;
+    type Response = http::Response<Rewritten<ResBody>>;
     type Error = S::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -51,8 +54,45 @@ where
         Box::pin(async move {
             let mut response = answer.await?;
             rewrite(response.headers_mut(), method);
-            Ok(response)
+            Ok(response.map(|inner| Rewritten { inner, method }))
         })
+    }
+}
+
+/// A response body whose trailers go through [`rewrite`].
+#[derive(Debug)]
+pub struct Rewritten<B> {
+    inner: B,
+    method: &'static str,
+}
+
+impl<B: Body + Unpin> Body for Rewritten<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let method = self.method;
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(match frame.into_trailers() {
+                Ok(mut trailers) => {
+                    rewrite(&mut trailers, method);
+                    Frame::trailers(trailers)
+                }
+                Err(frame) => frame,
+            }))),
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -73,9 +113,13 @@ fn rewrite(headers: &mut http::HeaderMap, method: &'static str) {
     if !is_out_of_range {
         return;
     }
-    let Some(sizes) = headers
+    // grpc-message is percent-encoded (tonic encodes its spaces).
+    let message = headers
         .get("grpc-message")
         .and_then(|m| m.to_str().ok())
+        .map(|m| percent_encoding::percent_decode_str(m).decode_utf8_lossy());
+    let Some(sizes) = message
+        .as_deref()
         .and_then(|m| m.strip_prefix(TONIC_TOO_LARGE))
         .map(str::to_owned)
     else {
@@ -136,6 +180,22 @@ mod tests {
             h["grpc-message"],
             "request of 9000000 bytes is over this method's limit of 8667136 bytes \
              (set by limits.max_batch tokens of limits.max_token_bytes)"
+        );
+    }
+
+    #[test]
+    fn a_percent_encoded_message_is_read_too() {
+        let mut h = headers(
+            "11",
+            "Error,%20decoded%20message%20length%20too%20large:%20found%205000%20bytes,\
+             %20the%20limit%20is:%204096%20bytes",
+        );
+        rewrite(&mut h, crate::transport::ext_authz::CHECK_METHOD);
+        assert_eq!(h["grpc-status"], "8");
+        assert_eq!(
+            h["grpc-message"],
+            "request of 5000 bytes is over this method's limit of 4096 bytes \
+             (set by ext_authz.max_request_bytes)"
         );
     }
 

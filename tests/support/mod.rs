@@ -3,6 +3,7 @@
 //! and a real jwtd server on an ephemeral port.
 #![allow(dead_code, unreachable_pub)] // Each test binary uses a subset.
 
+pub mod pki;
 pub mod process;
 
 use std::path::PathBuf;
@@ -287,4 +288,61 @@ impl Drop for Server {
             let _ = stop.send(());
         }
     }
+}
+
+/// An Envoy CheckRequest carrying `headers`, on a route with `route` as its
+/// context extensions.
+pub fn check_request(
+    headers: &[(&str, &str)],
+    route: &[(&str, &str)],
+) -> envoy_types::pb::envoy::service::auth::v3::CheckRequest {
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+    use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+    let pairs = |list: &[(&str, &str)]| {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: "GET".into(),
+                    path: "/orders".into(),
+                    headers: pairs(headers),
+                    ..HttpRequest::default()
+                }),
+                ..Request::default()
+            }),
+            context_extensions: pairs(route),
+            ..AttributeContext::default()
+        }),
+    }
+}
+
+/// Distinct ES256 tokens with made-up signatures: each costs a full ECDSA
+/// verification before it is rejected.
+pub fn expensive_distinct_tokens(n: u32) -> Vec<String> {
+    expensive_tokens(0..n)
+}
+
+/// The tokens of [`expensive_distinct_tokens`] numbered `range`: the same
+/// number is the same token.
+pub fn expensive_tokens(range: std::ops::Range<u32>) -> Vec<String> {
+    static INPUT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let input = INPUT.get_or_init(|| {
+        let good = independent_token("ES256", &claims(ISS));
+        let (input, _) = good.rsplit_once('.').expect("three parts");
+        input.to_owned()
+    });
+    range
+        .map(|i| {
+            let mut sig = [0u8; 64];
+            sig[..4].copy_from_slice(&i.to_be_bytes());
+            sig[4] = 1;
+            sig[36] = 1;
+            let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig);
+            format!("{input}.{sig}")
+        })
+        .collect()
 }

@@ -1,0 +1,351 @@
+//! Admission control and coalescing in the engine, and their answers on the
+//! wire: cold work over the bound is shed whole while memo hits pass, a
+//! deadline that would pass first is shed, a token many calls bring at once
+//! is checked once, big batches scanned off the reactor stay correct, and
+//! shed Verify and Check calls get RESOURCE_EXHAUSTED with a pushback (or,
+//! for Check by default, DENIED 503 with `retry-after`).
+//!
+//! The pool's backlog is made with [`Admission::reserve`], the call the
+//! engine itself makes, so each case is exact rather than a race.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests state their expectations by panicking.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+use jwtd::clock::FixedClock;
+use jwtd::config::{ExtAuthzConfig, Limits, OnOverload};
+use jwtd::engine::{Budget, CancelToken, Engine, EngineConfig, EngineError};
+use jwtd::grpc::result_of;
+use jwtd::pb::verifier_service_client::VerifierServiceClient;
+use jwtd::pb::{Status as S, VerifyRequest, VerifyResult};
+use jwtd::policy::Narrowing;
+use jwtd::registry::Registry;
+use jwtd::runtime::admission::Shed;
+use jwtd::server::ServeOptions;
+use support::*;
+
+const BOUND: usize = 64;
+
+fn engine(threads: usize, max_pending_tokens: usize) -> Arc<Engine> {
+    let limits = Limits {
+        max_batch: 64,
+        max_token_bytes: 8192,
+        max_pending_tokens: Some(max_pending_tokens),
+    };
+    let config = EngineConfig {
+        threads,
+        ..EngineConfig::default()
+    };
+    let registry = Registry::fixed(trust(), limits);
+    Arc::new(Engine::new(registry, Arc::new(FixedClock(now())), config).unwrap())
+}
+
+async fn verify(
+    engine: &Arc<Engine>,
+    tokens: &[String],
+    budget: impl Into<Budget>,
+) -> Result<Vec<VerifyResult>, EngineError> {
+    engine
+        .verify_batch(
+            Arc::new(tokens.to_vec()),
+            Arc::new(Narrowing::default()),
+            budget,
+            result_of,
+        )
+        .await
+}
+
+fn statuses(results: &[VerifyResult]) -> Vec<(S, bool)> {
+    results
+        .iter()
+        .map(|r| (S::try_from(r.status).unwrap(), r.cached))
+        .collect()
+}
+
+/// A valid token distinct from every other (its `jti` differs).
+fn fresh_token(alg: &str, n: u32) -> String {
+    let mut c = claims(ISS);
+    c["jti"] = serde_json::json!(format!("t-{n}"));
+    independent_token(alg, &c)
+}
+
+#[tokio::test]
+async fn cold_work_over_the_bound_is_shed_whole_while_hits_pass() {
+    let engine = engine(2, BOUND);
+    let hot: Vec<String> = (0..8).map(|n| fresh_token("EdDSA", n)).collect();
+    assert!(
+        statuses(&verify(&engine, &hot, CancelToken::default()).await.unwrap())
+            .iter()
+            .all(|s| *s == (S::Valid, false))
+    );
+    let checks = engine.authentications();
+
+    // The pool's backlog is at the bound, as under a flood.
+    let backlog = engine.admission().reserve(BOUND);
+    let cold = fresh_token("EdDSA", 100);
+    match verify(&engine, std::slice::from_ref(&cold), CancelToken::default()).await {
+        Err(EngineError::Shed(Shed::Overloaded {
+            limit: BOUND,
+            pending: BOUND,
+            wanted: 1,
+            pushback,
+        })) => assert!(pushback >= Duration::from_millis(10), "{pushback:?}"),
+        other => panic!("expected an overload shed, got {other:?}"),
+    }
+    let hits = verify(&engine, &hot, CancelToken::default())
+        .await
+        .expect("a batch of memo hits is never shed");
+    assert!(statuses(&hits).iter().all(|s| *s == (S::Valid, true)));
+    let mut mixed = hot.clone();
+    mixed.push(cold.clone());
+    assert!(
+        matches!(
+            verify(&engine, &mixed, CancelToken::default()).await,
+            Err(EngineError::Shed(_))
+        ),
+        "a batch that mixes hits and misses is shed whole"
+    );
+    assert_eq!(
+        engine.authentications(),
+        checks,
+        "shed calls cost no signature check"
+    );
+
+    drop(backlog);
+    assert_eq!(engine.admission().pending(), 0);
+    let after = verify(&engine, &mixed, CancelToken::default())
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 9);
+    assert_eq!(statuses(&after)[8], (S::Valid, false), "the flood is over");
+    assert_eq!(engine.admission().pending(), 0, "reservations are released");
+}
+
+#[tokio::test]
+async fn a_call_whose_deadline_passes_before_its_work_could_start_is_shed() {
+    let engine = engine(1, 100_000);
+    // 2000 tokens ahead at the initial 25 µs estimate: about 50 ms of work.
+    let _backlog = engine.admission().reserve(2000);
+    let token = fresh_token("ES256", 1);
+    let soon = Budget {
+        cancel: CancelToken::default(),
+        deadline: Some(Instant::now() + Duration::from_millis(5)),
+    };
+    match verify(&engine, std::slice::from_ref(&token), soon).await {
+        Err(EngineError::Shed(Shed::Deadline {
+            pending: 2000,
+            left,
+            wait,
+            ..
+        })) => assert!(wait > left, "{wait:?} vs {left:?}"),
+        other => panic!("expected a deadline shed, got {other:?}"),
+    }
+    assert_eq!(engine.authentications(), 0);
+    let later = Budget {
+        cancel: CancelToken::default(),
+        deadline: Some(Instant::now() + Duration::from_secs(30)),
+    };
+    let results = verify(&engine, &[token], later).await.unwrap();
+    assert_eq!(statuses(&results), [(S::Valid, false)]);
+}
+
+#[tokio::test]
+async fn concurrent_calls_with_one_new_token_cost_one_signature_check() {
+    let engine = engine(1, 100_000);
+    // Keep the single pool thread busy, so the calls below all arrive while
+    // the first one's check of the new token is still queued.
+    let busy = expensive_distinct_tokens(256);
+    let background = {
+        let engine = Arc::clone(&engine);
+        tokio::spawn(async move { verify(&engine, &busy, CancelToken::default()).await })
+    };
+    while engine.tokens_checked() == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let before = engine.authentications();
+    let token = fresh_token("ES256", 7);
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let engine = Arc::clone(&engine);
+            let token = token.clone();
+            tokio::spawn(async move { verify(&engine, &[token], CancelToken::default()).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for call in calls {
+        answers.push(statuses(&call.await.unwrap().unwrap())[0]);
+    }
+    background.await.unwrap().unwrap();
+    assert!(answers.iter().all(|(s, _)| *s == S::Valid), "{answers:?}");
+    assert_eq!(
+        engine.authentications() - before,
+        1,
+        "8 concurrent calls with one new token: one check"
+    );
+    assert_eq!(engine.coalesced(), 7);
+    assert_eq!(
+        answers.iter().filter(|(_, cached)| *cached).count(),
+        7,
+        "the followers' results say the check was not theirs"
+    );
+    assert_eq!(engine.admission().pending(), 0);
+}
+
+#[tokio::test]
+async fn a_big_batch_scanned_off_the_reactor_gets_the_verifiers_answers_in_order() {
+    let engine = engine(2, 100_000);
+    let mut tokens = Vec::new();
+    for n in 0..150u32 {
+        tokens.push(fresh_token(if n % 2 == 0 { "ES256" } else { "RS256" }, n));
+        tokens.push(format!("garbage-{n}"));
+    }
+    tokens.extend(expensive_distinct_tokens(100));
+    tokens.push(tokens[0].clone());
+    let bytes: usize = tokens.iter().map(String::len).sum();
+    assert!(bytes > jwtd::engine::SCAN_INLINE_BYTES, "{bytes} bytes");
+    let results = verify(&engine, &tokens, CancelToken::default())
+        .await
+        .unwrap();
+    let trust = trust();
+    for (token, result) in tokens.iter().zip(&results) {
+        let want = match jwtd::verify::verify(token, &trust, &Narrowing::default(), now()) {
+            Ok(_) => S::Valid,
+            Err(rejection) => jwtd::grpc::status_of(&rejection),
+        };
+        assert_eq!(S::try_from(result.status).unwrap(), want);
+    }
+    assert_eq!(results.len(), tokens.len());
+}
+
+/// An in-process server over `engine` with `ext_authz`.
+async fn serve(engine: Arc<Engine>, ext_authz: ExtAuthzConfig) -> Server {
+    let options = ServeOptions {
+        server: jwtd::config::ServerConfig {
+            drain: Duration::ZERO,
+            ..Default::default()
+        },
+        ext_authz,
+        ..Default::default()
+    };
+    Server::start_with(engine, options).await
+}
+
+fn pushback_ms(status: &tonic::Status) -> i64 {
+    status
+        .metadata()
+        .get("grpc-retry-pushback-ms")
+        .expect("a pushback trailer")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_shed_verify_is_resource_exhausted_with_a_pushback() {
+    let engine = engine(2, BOUND);
+    let server = serve(Arc::clone(&engine), ExtAuthzConfig::default()).await;
+    let mut client = VerifierServiceClient::new(server.channel().await);
+    let hot = fresh_token("EdDSA", 1);
+    let call = |tokens: Vec<String>| VerifyRequest {
+        tokens,
+        ..VerifyRequest::default()
+    };
+    client.verify(call(vec![hot.clone()])).await.unwrap();
+    let _backlog = engine.admission().reserve(BOUND);
+    let err = client
+        .verify(call(vec![fresh_token("EdDSA", 2)]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        err.message().contains("limits.max_pending_tokens (64)"),
+        "{}",
+        err.message()
+    );
+    let ms = pushback_ms(&err);
+    assert!((10..=5000).contains(&ms), "{ms}");
+    let hits = client
+        .verify(call(vec![hot; 3]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        hits.results
+            .iter()
+            .all(|r| r.status == S::Valid as i32 && r.cached)
+    );
+}
+
+#[tokio::test]
+async fn a_shed_check_is_denied_503_with_retry_after_or_an_error_as_configured() {
+    for mode in [OnOverload::Deny, OnOverload::Error] {
+        let engine = engine(2, BOUND);
+        let config = ExtAuthzConfig {
+            on_overload: mode,
+            ..ExtAuthzConfig::default()
+        };
+        let server = serve(Arc::clone(&engine), config).await;
+        let mut client = AuthorizationClient::new(server.channel().await);
+        let hot = format!("Bearer {}", fresh_token("EdDSA", 1));
+        let warm = client
+            .check(check_request(&[("authorization", &hot)], &[]))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(warm.status.unwrap().code, 0);
+
+        let backlog = engine.admission().reserve(BOUND);
+        let cold = format!("Bearer {}", fresh_token("EdDSA", 2));
+        let answer = client
+            .check(check_request(&[("authorization", &cold)], &[]))
+            .await;
+        match mode {
+            OnOverload::Deny => {
+                let response = answer.expect("deny mode answers").into_inner();
+                assert_eq!(
+                    response.status.unwrap().code,
+                    tonic::Code::Unavailable as i32
+                );
+                let Some(HttpResponse::DeniedResponse(denied)) = response.http_response else {
+                    panic!("expected a denied response");
+                };
+                assert_eq!(denied.status.unwrap().code, 503);
+                let retry_after: Vec<_> = denied
+                    .headers
+                    .iter()
+                    .filter_map(|h| h.header.as_ref())
+                    .filter(|h| h.key == "retry-after")
+                    .collect();
+                assert_eq!(retry_after.len(), 1);
+                let seconds: u64 = retry_after[0].value.parse().unwrap();
+                assert!((1..=5).contains(&seconds), "{seconds}");
+                assert!(denied.body.contains("overloaded"), "{}", denied.body);
+            }
+            OnOverload::Error => {
+                let err = answer.expect_err("error mode returns the gRPC error");
+                assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+                assert!(pushback_ms(&err) >= 10);
+            }
+        }
+        // Memo hits still pass a full queue, in either mode.
+        let hit = client
+            .check(check_request(&[("authorization", &hot)], &[]))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(hit.status.unwrap().code, 0, "{mode:?}");
+        drop(backlog);
+        let after = client
+            .check(check_request(&[("authorization", &cold)], &[]))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(after.status.unwrap().code, 0, "{mode:?}: served again");
+    }
+}

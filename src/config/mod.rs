@@ -7,8 +7,9 @@
 //! metrics_listen = "127.0.0.1:9464" # "" turns /metrics off
 //! startup = "wait"               # or "serve"
 //! [limits]
-//! max_batch = 1024
-//! max_token_bytes = 8192
+//! max_batch = 1024               # restart-only (sizes the decode cap)
+//! max_token_bytes = 8192         # restart-only
+//! max_pending_tokens = 4096      # unset: 2048 per verification thread
 //! [cache]
 //! memo_entries = 100000          # 0 turns the memo off
 //! memo_max_bytes = 268435456
@@ -40,6 +41,8 @@
 //! http2_keepalive_interval_seconds = 30
 //! http2_keepalive_timeout_seconds = 10
 //! max_connection_age_seconds = 300
+//! max_concurrent_streams = 256
+//! max_header_list_bytes = 16384
 //! [tls]                          # optional; absent = plaintext
 //! cert_file = "tls/tls.crt"
 //! key_file = "tls/tls.key"
@@ -54,6 +57,17 @@
 //! claim_to_headers = { scope = "x-jwt-scope" }
 //! payload_header = ""            # e.g. "x-jwt-payload" (base64url)
 //! remove_authorization = false
+//! on_overload = "deny"           # or "error"
+//! max_request_bytes = 131072
+//! [callers]                      # read at start
+//! identity = "peer"              # or "mtls", or "header:x-caller"
+//! default_tokens_per_second = 0  # 0 = no limit
+//! default_burst = 0              # 0 = the rate
+//! allow_unlisted = true
+//! [[callers.caller]]
+//! id = "checkout"
+//! tokens_per_second = 2000
+//! burst = 4000
 //! [telemetry]                    # each key yields to its OTEL_* variable
 //! otlp_endpoint = "http://otel-collector:4317"   # unset: no trace export
 //! otlp_protocol = "grpc"         # or "http/protobuf"

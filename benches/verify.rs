@@ -15,7 +15,12 @@
 //! - `memo/insert_evict/1`, `memo/insert_evict/2`: inserts into a full memo
 //!   (each one evicts), with one and two threads;
 //! - `scaling/raw_rs256/1`, `scaling/raw_rs256/2`: the bare aws-lc-rs check on
-//!   one and two threads, the ceiling `batch/cold` can reach in the same run.
+//!   one and two threads, the ceiling `batch/cold` can reach in the same run;
+//! - `inflight/lead_settle/1`, `/2`: what the in-flight table adds to each
+//!   cold token (join as leader, settle, remove), one and two threads, to
+//!   set beside `verify/cold/*` of the same run;
+//! - `admission/reserve_release/1`, `/2`: one admission reservation and its
+//!   release (the engine makes one per chunk of up to 64 cold tokens).
 
 #![allow(
     clippy::unwrap_used,
@@ -250,9 +255,67 @@ fn batches(c: &mut Criterion) {
     group.finish();
 }
 
+/// Wall time per operation of `op(thread, n)` over `threads` threads.
+fn threaded(threads: u64, iters: u64, op: impl Fn(u64, u64) + Sync) -> Duration {
+    let per_thread = iters / threads;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let op = &op;
+            s.spawn(move || {
+                for n in 0..per_thread {
+                    op(t, n);
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+fn overload(c: &mut Criterion) {
+    use jwtd::runtime::admission::Admission;
+    use jwtd::runtime::inflight::{InFlight, Join};
+
+    let digests: Vec<_> = (0..65_536u64)
+        .map(|n| digest_of(&format!("t{n}")))
+        .collect();
+    let mut group = c.benchmark_group("inflight");
+    for threads in [1u64, 2] {
+        group.bench_function(BenchmarkId::new("lead_settle", threads), |b| {
+            let table: Arc<InFlight<Arc<u64>>> = Arc::new(InFlight::new());
+            let value = Arc::new(7u64);
+            b.iter_custom(|iters| {
+                threaded(threads, iters, |t, n| {
+                    let d = digests[((n * threads + t) % 65_536) as usize];
+                    match table.join(black_box(d)) {
+                        Join::Lead(lead) => lead.settle(Some(Arc::clone(&value))),
+                        Join::Follow(_) => unreachable!("every token is new"),
+                    }
+                })
+            })
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("admission");
+    for threads in [1u64, 2] {
+        group.bench_function(BenchmarkId::new("reserve_release", threads), |b| {
+            let admission = Arc::new(Admission::new(2));
+            b.iter_custom(|iters| {
+                threaded(threads, iters, |_, _| {
+                    let r = admission
+                        .try_reserve(black_box(64), 4096, None, Instant::now())
+                        .unwrap();
+                    drop(black_box(r));
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    targets = per_token, batches
+    targets = per_token, batches, overload
 }
 criterion_main!(benches);

@@ -23,18 +23,6 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 /// The limited callers' bucket: 1 token per second, 2 at once.
 const LIMITED: &str = "tokens_per_second = 1\nburst = 2";
 
-/// A config serving ISS from the fixture keys, plus `extra`.
-fn config(extra: &str) -> Scratch {
-    let jwks = data("keys/jwks.json");
-    scratch(
-        "jwtd.toml",
-        &format!(
-            "listen = \"127.0.0.1:0\"\nmetrics_listen = \"\"\n\
-             [[issuers]]\nissuer = {ISS:?}\njwks_file = {jwks:?}\n{extra}"
-        ),
-    )
-}
-
 /// A token valid now on the wall clock (the binary's clock).
 fn live_token() -> String {
     let mut c = claims(ISS);
@@ -134,7 +122,7 @@ async fn connect(addr: &str, from: Option<std::net::IpAddr>) -> Channel {
 
 #[tokio::test]
 async fn peer_identity_limits_one_address_and_not_another() {
-    let cfg = config(&format!(
+    let cfg = binary_config(&format!(
         "[callers]\nidentity = \"peer\"\n[[callers.caller]]\nid = \"127.0.0.2\"\n{LIMITED}\n"
     ));
     let mut jwtd = Served::start(&cfg);
@@ -158,7 +146,7 @@ async fn peer_identity_limits_one_address_and_not_another() {
 
 #[tokio::test]
 async fn header_identity_limits_allows_and_refuses_callers() {
-    let cfg = config(&format!(
+    let cfg = binary_config(&format!(
         "[callers]\nidentity = \"header:x-caller\"\nallow_unlisted = false\n\
          [[callers.caller]]\nid = \"limited\"\n{LIMITED}\n\
          [[callers.caller]]\nid = \"free\"\ntokens_per_second = 0\n"
@@ -224,7 +212,7 @@ async fn mtls_identity_is_the_certificates_uri_san_else_its_dns_san() {
         write("tls.key", &key),
         write("ca.crt", &ca.pem),
     );
-    let cfg = config(&format!(
+    let cfg = binary_config(&format!(
         "[tls]\ncert_file = {cert:?}\nkey_file = {key:?}\nclient_ca_file = {client_ca:?}\n\
          [callers]\nidentity = \"mtls\"\nallow_unlisted = false\n\
          [[callers.caller]]\nid = \"spiffe://test/limited\"\n{LIMITED}\n\
@@ -260,7 +248,7 @@ async fn mtls_identity_is_the_certificates_uri_san_else_its_dns_san() {
 
 #[test]
 fn mtls_identity_without_client_certificates_is_refused_by_check_config() {
-    let cfg = config("[callers]\nidentity = \"mtls\"\n");
+    let cfg = binary_config("[callers]\nidentity = \"mtls\"\n");
     let out = support::process::jwtd()
         .args(["check-config", "--config"])
         .arg(&*cfg)

@@ -71,16 +71,11 @@ struct Seen {
 
 async fn flood(mode: &str) {
     let metrics = free_port();
-    let jwks = data("keys/jwks.json");
-    let cfg = scratch(
-        "jwtd.toml",
-        &format!(
-            "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:{metrics}\"\n\
-             [limits]\nmax_batch = 32\nmax_pending_tokens = 32\n[cache]\nthreads = 1\n\
-             [ext_authz]\non_overload = \"{mode}\"\n\
-             [[issuers]]\nissuer = {ISS:?}\njwks_file = {jwks:?}\n"
-        ),
-    );
+    let cfg = binary_config(&format!(
+        "metrics_listen = \"127.0.0.1:{metrics}\"\n\
+         [limits]\nmax_batch = 32\nmax_pending_tokens = 32\n[cache]\nthreads = 1\n\
+         [ext_authz]\non_overload = \"{mode}\"\n"
+    ));
     let mut jwtd = Served::start(&cfg);
     let addr = jwtd.address();
     let channel = Channel::from_shared(format!("http://{addr}"))
@@ -298,15 +293,8 @@ async fn with_on_overload_error_a_shed_check_is_the_grpc_error() {
 
 #[tokio::test]
 async fn requests_over_the_transport_caps_are_resource_exhausted_and_jwtd_lives() {
-    let jwks = data("keys/jwks.json");
-    let cfg = scratch(
-        "jwtd.toml",
-        &format!(
-            "listen = \"127.0.0.1:0\"\nmetrics_listen = \"\"\n\
-             [limits]\nmax_batch = 4\nmax_token_bytes = 1024\n\
-             [ext_authz]\nmax_request_bytes = 4096\n\
-             [[issuers]]\nissuer = {ISS:?}\njwks_file = {jwks:?}\n"
-        ),
+    let cfg = binary_config(
+        "[limits]\nmax_batch = 4\nmax_token_bytes = 1024\n[ext_authz]\nmax_request_bytes = 4096",
     );
     let mut jwtd = Served::start(&cfg);
     let channel = Channel::from_shared(format!("http://{}", jwtd.address()))
@@ -367,15 +355,7 @@ async fn the_server_advertises_its_stream_and_header_list_bounds() {
     const MAX_CONCURRENT_STREAMS: u16 = 0x3;
     const MAX_HEADER_LIST_SIZE: u16 = 0x6;
 
-    let jwks = data("keys/jwks.json");
-    let cfg = scratch(
-        "jwtd.toml",
-        &format!(
-            "listen = \"127.0.0.1:0\"\nmetrics_listen = \"\"\n\
-             [server]\nmax_concurrent_streams = 7\nmax_header_list_bytes = 9000\n\
-             [[issuers]]\nissuer = {ISS:?}\njwks_file = {jwks:?}\n"
-        ),
-    );
+    let cfg = binary_config("[server]\nmax_concurrent_streams = 7\nmax_header_list_bytes = 9000");
     let mut jwtd = Served::start(&cfg);
     let mut tcp = tokio::net::TcpStream::connect(jwtd.address())
         .await

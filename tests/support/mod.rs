@@ -62,6 +62,25 @@ impl AsRef<std::ffi::OsStr> for Scratch {
     }
 }
 
+/// A config for the real binary: an ephemeral port, ISS with the fixture
+/// keys, `/metrics` off unless `extra` sets `metrics_listen`. `extra` comes
+/// before `[[issuers]]`, so it may hold top-level keys and other tables.
+pub fn binary_config(extra: &str) -> Scratch {
+    let jwks = data("keys/jwks.json");
+    let metrics = if extra.contains("metrics_listen") {
+        ""
+    } else {
+        "metrics_listen = \"\"\n"
+    };
+    scratch(
+        "jwtd.toml",
+        &format!(
+            "listen = \"127.0.0.1:0\"\n{metrics}{extra}\n\
+             [[issuers]]\nissuer = {ISS:?}\njwks_file = {jwks:?}\n"
+        ),
+    )
+}
+
 pub fn read(path: &str) -> Vec<u8> {
     std::fs::read(data(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }

@@ -237,19 +237,26 @@ async fn sighup_reloads_the_config_and_keeps_it_when_the_new_one_is_bad() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/data/keys/jwks-hmac.json"
     );
-    // An issuer added (applied), and the drain period changed (restart only).
+    // An issuer added (applied); the drain period and the batch size
+    // changed (restart only: the batch size sizes the transport's cap).
     let added = format!(
         "{}\n[[issuers]]\nissuer = \"https://hmac.test\"\njwks_file = {hmac_jwks:?}\nrequire_exp = false\n",
-        dev_config_text().replace("drain_seconds = 0", "drain_seconds = 1")
+        dev_config_text()
+            .replace("drain_seconds = 0", "drain_seconds = 1")
+            .replace("max_batch = 1024", "max_batch = 1")
     );
     std::fs::write(&path, added).expect("rewrite config");
     served.signal("HUP");
     let warning = served.wait_for("takes a restart");
-    assert!(warning.contains("[server] changed"), "{warning}");
+    assert!(
+        warning.contains("limits.max_batch, [server] changed"),
+        "{warning}"
+    );
     served.wait_for("config reloaded");
     assert_eq!(
         statuses(verify(&addr, vec![dev.clone(), hmac.clone()]).await),
-        [Status::Valid as i32, Status::Valid as i32]
+        [Status::Valid as i32, Status::Valid as i32],
+        "the new issuer applies; a batch of 2 still passes the started max_batch"
     );
 
     std::fs::write(&path, "this is = not [valid toml").expect("rewrite config");

@@ -20,7 +20,9 @@
 //!   cold token (join as leader, settle, remove), one and two threads, to
 //!   set beside `verify/cold/*` of the same run;
 //! - `admission/reserve_release/1`, `/2`: one admission reservation and its
-//!   release (the engine makes one per chunk of up to 64 cold tokens).
+//!   release (the engine makes one per chunk of up to 64 cold tokens);
+//! - `callers/certificate_identity`: reading the SANs of a client
+//!   certificate, which `identity = "mtls"` does per call.
 
 #![allow(
     clippy::unwrap_used,
@@ -310,6 +312,17 @@ fn overload(c: &mut Criterion) {
             })
         });
     }
+    group.finish();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["checkout.shop".to_owned()]).unwrap();
+    params.subject_alt_names.push(rcgen::SanType::URI(
+        "spiffe://cluster.local/ns/shop/sa/checkout".try_into().unwrap(),
+    ));
+    let der = params.self_signed(&key).unwrap().der().to_vec();
+    let mut group = c.benchmark_group("callers");
+    group.bench_function("certificate_identity", |b| {
+        b.iter(|| jwtd::transport::callers::certificate_identity(black_box(&der)).unwrap())
+    });
     group.finish();
 }
 

@@ -309,6 +309,11 @@ async fn requests_over_the_transport_caps_are_resource_exhausted_and_jwtd_lives(
         .await
         .expect_err("over the cap");
     assert_eq!(big.code(), tonic::Code::ResourceExhausted, "{big:?}");
+    assert_eq!(
+        big.metadata().get("grpc-retry-pushback-ms").unwrap(),
+        "-1",
+        "never retried"
+    );
     assert!(
         big.message().contains("limit of 266304 bytes")
             && big.message().contains("limits.max_batch"),

@@ -4,7 +4,9 @@
 //! request as soon as it reads the message's length prefix (nothing is
 //! allocated for the message) but answers OUT_OF_RANGE, in the response's
 //! trailers; this layer rewrites that one answer on its way out (in the
-//! trailers, or in the headers of a trailers-only response) and counts it.
+//! trailers, or in the headers of a trailers-only response), adds a
+//! pushback of `-1` (gRFC A6: do not retry; the same request never fits),
+//! and counts it.
 //! Every other response and frame passes untouched.
 
 use std::future::Future;
@@ -148,6 +150,11 @@ fn rewrite(headers: &mut http::HeaderMap, method: &'static str) {
     if let Ok(message) = HeaderValue::from_str(&message) {
         headers.insert("grpc-status", HeaderValue::from_static("8"));
         headers.insert("grpc-message", message);
+        // The same request will never fit: gRFC A6's "do not retry".
+        headers.insert(
+            crate::transport::grpc::PUSHBACK_TRAILER,
+            HeaderValue::from_static("-1"),
+        );
         telemetry::refused(
             method,
             "too_large",
@@ -176,6 +183,7 @@ mod tests {
         );
         rewrite(&mut h, crate::transport::grpc::VERIFY_METHOD);
         assert_eq!(h["grpc-status"], "8");
+        assert_eq!(h["grpc-retry-pushback-ms"], "-1", "never retried");
         assert_eq!(
             h["grpc-message"],
             "request of 9000000 bytes is over this method's limit of 8667136 bytes \

@@ -3,6 +3,12 @@ package main
 // Runs Dial and Verify against the real jwtd binary (JWTD_BIN, default
 // <repo>/target/release/jwtd) on an ephemeral port. Tokens are signed here
 // with Go's standard library (crypto/rsa, crypto/ecdsa), independently of jwtd.
+//
+// A second jwtd (guarded) only lets listed callers in, names them by the
+// x-caller header and limits their rates (guardedCallers); it serves /metrics
+// on a free loopback port, where the tests read how many calls it refused,
+// and why: jwtd counts a refusal before it answers, so every attempt of a
+// call that has returned is already counted.
 
 import (
 	"bufio"
@@ -17,11 +23,15 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,6 +41,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/status"
 
@@ -42,13 +53,41 @@ const (
 	slowIssuer = "https://slow.test"
 	audience   = "orders-api"
 	maxBatch   = 8
+
+	callerHeader = "x-caller"
+	// bulkBatch tokens of about 4 KiB make a call of 1.2 MB, past grpc-go's
+	// default 256 KiB retry buffer.
+	bulkBatch = 300
 )
+
+// guardedCallers: "limited" refills 2 tokens a second, so a 2-token call
+// right after another waits about 1 s: longer than gRPC's own backoff could
+// ever wait over 4 attempts (0.1 + 0.2 + 0.4 s at most), so only a retry
+// that honours jwtd's pushback gets through. "bulk" takes big batches.
+var guardedCallers = fmt.Sprintf(`
+[callers]
+identity = "header:%s"
+allow_unlisted = false
+[[callers.caller]]
+id = "limited"
+tokens_per_second = 2
+burst = 2
+[[callers.caller]]
+id = "bulk"
+tokens_per_second = %d
+burst = %d
+[[callers.caller]]
+id = "free"
+`, callerHeader, bulkBatch, bulkBatch)
 
 var (
 	repo   = mustAbs("../..")
 	keys   = filepath.Join(repo, "tests", "data", "keys")
 	client jwtdv1.VerifierServiceClient
 	conn   *grpc.ClientConn
+
+	guardedTarget string // the guarded jwtd's gRPC address
+	metricsURL    string // and its /metrics
 )
 
 // mustAbs resolves p from this folder's real path (run-tests.sh builds
@@ -119,6 +158,52 @@ kid_miss_wait_ms = 30000
 		panic(err)
 	}
 
+	target, stop, err := startJwtd(configPath)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	defer stop()
+
+	metricsPort, err := freeLoopbackPort()
+	if err != nil {
+		panic(err)
+	}
+	guardedConfig := fmt.Sprintf(`
+listen = "127.0.0.1:0"
+metrics_listen = "127.0.0.1:%d"
+[limits]
+max_batch = %d
+[[issuers]]
+issuer = %q
+jwks_file = %q
+audiences = [%q]
+%s`, metricsPort, 2*bulkBatch, issuer, filepath.Join(keys, "jwks.json"), audience, guardedCallers)
+	guardedPath := filepath.Join(dir, "guarded.toml")
+	if err := os.WriteFile(guardedPath, []byte(guardedConfig), 0o600); err != nil {
+		panic(err)
+	}
+	guardedTarget, stop, err = startJwtd(guardedPath)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "guarded:", err)
+		return 2
+	}
+	defer stop()
+	metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
+
+	conn, err = Dial(target)
+	if err != nil {
+		panic(err)
+	}
+	defer conn.Close()
+	client = jwtdv1.NewVerifierServiceClient(conn)
+	return m.Run()
+}
+
+// startJwtd runs jwtd on configPath and returns its gRPC address once its
+// health says jwtd.v1.VerifierService is SERVING (the ready line comes
+// before keys fetched from a URL are loaded), and a function that stops it.
+func startJwtd(configPath string) (string, func(), error) {
 	bin := os.Getenv("JWTD_BIN")
 	if bin == "" {
 		bin = filepath.Join(repo, "target", "release", "jwtd")
@@ -128,16 +213,15 @@ kid_miss_wait_ms = 30000
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		panic(err)
+		return "", nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "cannot start jwtd (build it or set JWTD_BIN):", err)
-		return 2
+		return "", nil, fmt.Errorf("cannot start jwtd (build it or set JWTD_BIN): %w", err)
 	}
-	defer func() {
+	stop := func() {
 		cmd.Process.Signal(os.Interrupt)
 		cmd.Wait()
-	}()
+	}
 
 	addr := make(chan string, 1)
 	go func() { // keeps reading stderr so jwtd never blocks on it
@@ -159,38 +243,46 @@ kid_miss_wait_ms = 30000
 	select {
 	case a, ok := <-addr:
 		if !ok {
-			fmt.Fprintln(os.Stderr, "jwtd exited before its ready line")
-			return 2
+			stop()
+			return "", nil, fmt.Errorf("jwtd exited before its ready line")
 		}
 		target = a
 	case <-time.After(30 * time.Second):
-		fmt.Fprintln(os.Stderr, "jwtd printed no ready line in 30 s")
-		return 2
+		stop()
+		return "", nil, fmt.Errorf("jwtd printed no ready line in 30 s")
 	}
 
-	conn, err = Dial(target)
+	healthConn, err := Dial(target)
 	if err != nil {
-		panic(err)
+		stop()
+		return "", nil, err
 	}
-	defer conn.Close()
-	client = jwtdv1.NewVerifierServiceClient(conn)
-	// The ready line comes before keys fetched from a URL are loaded: wait
-	// for health to report jwtd.v1.VerifierService SERVING.
-	health := healthpb.NewHealthClient(conn)
+	defer healthConn.Close()
+	health := healthpb.NewHealthClient(healthConn)
 	for i := 0; ; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		answer, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: "jwtd.v1.VerifierService"})
 		cancel()
 		if err == nil && answer.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			break
+			return target, stop, nil
 		}
 		if i == 300 {
-			fmt.Fprintln(os.Stderr, "jwtd.v1.VerifierService not SERVING after 30 s:", answer, err)
-			return 2
+			stop()
+			return "", nil, fmt.Errorf("jwtd.v1.VerifierService not SERVING after 30 s: %v %v", answer, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return m.Run()
+}
+
+// freeLoopbackPort is a port nothing listens on now (jwtd cannot report the
+// port it took for metrics_listen = ":0", so the suite picks one).
+func freeLoopbackPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
@@ -343,5 +435,167 @@ func TestReflectionListsServices(t *testing.T) {
 	}
 	if !names["jwtd.v1.VerifierService"] || !names["grpc.health.v1.Health"] {
 		t.Fatalf("services: %v", names)
+	}
+}
+
+// asCaller is a client of the guarded jwtd that names itself caller.
+func asCaller(t *testing.T, caller string) jwtdv1.VerifierServiceClient {
+	t.Helper()
+	c, err := Dial(guardedTarget, WithMetadata(metadata.Pairs(callerHeader, caller)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return jwtdv1.NewVerifierServiceClient(c)
+}
+
+var metricLabel = regexp.MustCompile(`(\w+)="((?:[^"\\]|\\.)*)"`)
+
+// refused is the guarded jwtd's jwtd_refused_calls_total for Verify with
+// this reason and caller label (0 before the first such refusal: the series
+// does not exist yet).
+func refused(t *testing.T, reason, caller string) int {
+	t.Helper()
+	resp, err := http.Get(metricsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"method": "jwtd.v1.VerifierService/Verify", "reason": reason, "caller": caller}
+	total := 0
+	for _, line := range strings.Split(string(body), "\n") {
+		rest := strings.TrimPrefix(line, "jwtd_refused_calls_total{")
+		if rest == line {
+			continue
+		}
+		i := strings.LastIndex(rest, "} ")
+		if i < 0 {
+			continue
+		}
+		labels := map[string]string{}
+		for _, m := range metricLabel.FindAllStringSubmatch(rest[:i], -1) {
+			labels[m[1]] = m[2]
+		}
+		same := len(labels) == len(want)
+		for k, v := range want {
+			same = same && labels[k] == v
+		}
+		if n, err := strconv.ParseFloat(rest[i+2:], 64); same && err == nil {
+			total += int(n)
+		}
+	}
+	return total
+}
+
+func needRetries(t *testing.T) {
+	t.Helper()
+	if !RetriesEnabled() {
+		t.Fatalf("grpc-go %s retries nothing without GRPC_GO_RETRY=on (run-tests.sh sets it)", grpc.Version)
+	}
+}
+
+func allValid(t *testing.T, results []*jwtdv1.VerifyResult, n int) {
+	t.Helper()
+	if len(results) != n {
+		t.Fatalf("%d results for %d tokens", len(results), n)
+	}
+	for i, r := range results {
+		if r.GetStatus() != jwtdv1.Status_STATUS_VALID {
+			t.Fatalf("result %d: %s: %s", i, r.GetStatus(), r.GetReason())
+		}
+	}
+}
+
+func TestRateLimitedCallIsRetriedAfterThePushback(t *testing.T) {
+	needRetries(t)
+	limited := asCaller(t, "limited")
+	token := mint(t, "rsa2048", "rsa2048", nil)
+	first, err := Verify(context.Background(), limited, []string{token, token}, nil, "", 10*time.Second)
+	if err != nil {
+		t.Fatalf("the whole burst of 2: %v", err)
+	}
+	allValid(t, first, 2)
+	before := refused(t, "rate_limited", "limited")
+	// The bucket is empty: jwtd refuses this call with a pushback of about
+	// 1 s (2 tokens at 2 a second); gRPC waits that long and the retry
+	// passes. Its own backoff could not wait that long in 4 attempts, so
+	// success here means the pushback was honoured.
+	second, err := Verify(context.Background(), limited, []string{token, token}, nil, "", 10*time.Second)
+	if err != nil {
+		t.Fatalf("not retried after the pushback: %v", err)
+	}
+	allValid(t, second, 2)
+	if after := refused(t, "rate_limited", "limited"); after < before+1 {
+		t.Fatalf("rate_limited went from %d to %d: the call was never refused, so never retried", before, after)
+	}
+}
+
+func TestBigBatchOverTheRateLimitIsRetriedToo(t *testing.T) {
+	needRetries(t)
+	// About 1.2 MB a call: retried only because Dial raises grpc-go's retry
+	// buffer (retryBufferBytes) above its 256 KiB default.
+	bulk := asCaller(t, "bulk")
+	token := mint(t, "rsa2048", "rsa2048", map[string]interface{}{"padding": strings.Repeat("x", 3000)})
+	batch := make([]string, bulkBatch)
+	for i := range batch {
+		batch[i] = token
+	}
+	if _, err := Verify(context.Background(), bulk, batch, nil, "", 10*time.Second); err != nil {
+		t.Fatalf("the whole burst: %v", err)
+	}
+	before := refused(t, "rate_limited", "bulk")
+	results, err := Verify(context.Background(), bulk, batch, nil, "", 10*time.Second)
+	if err != nil {
+		t.Fatalf("not retried after the pushback: %v", err)
+	}
+	allValid(t, results, bulkBatch)
+	if after := refused(t, "rate_limited", "bulk"); after < before+1 {
+		t.Fatalf("rate_limited went from %d to %d: the call was never refused, so never retried", before, after)
+	}
+}
+
+func TestCallerNotAllowedIsPermissionDeniedAndNotRetried(t *testing.T) {
+	free := asCaller(t, "free") // listed: the header is what decides
+	token := mint(t, "rsa2048", "rsa2048", nil)
+	ok, err := Verify(context.Background(), free, []string{token}, nil, "", 10*time.Second)
+	if err != nil {
+		t.Fatalf("a listed caller: %v", err)
+	}
+	allValid(t, ok, 1)
+	before := refused(t, "not_allowed", "other")
+	// A call's own metadata replaces WithMetadata's.
+	ctx := metadata.AppendToOutgoingContext(context.Background(), callerHeader, "stranger")
+	_, err = Verify(ctx, free, []string{token}, nil, "", 10*time.Second)
+	e, isCallError := err.(*CallError)
+	if !isCallError || e.Code != codes.PermissionDenied || !strings.Contains(e.Message, "not allowed") || e.PushbackMs != nil {
+		t.Fatalf("got %#v, want a PERMISSION_DENIED CallError without a pushback", err)
+	}
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("status.Code(err) = %s", status.Code(err))
+	}
+	if after := refused(t, "not_allowed", "other"); after != before+1 {
+		t.Fatalf("not_allowed went from %d to %d: PERMISSION_DENIED was retried", before, after)
+	}
+}
+
+func TestBatchOverTheCallersBurstIsNotRetried(t *testing.T) {
+	needRetries(t) // otherwise nothing is retried, and this proves nothing
+	limited := asCaller(t, "limited")
+	token := mint(t, "rsa2048", "rsa2048", nil)
+	before := refused(t, "over_burst", "limited")
+	_, err := Verify(context.Background(), limited, []string{token, token, token}, nil, "", 10*time.Second)
+	e, isCallError := err.(*CallError)
+	if !isCallError || e.Code != codes.ResourceExhausted || !strings.Contains(e.Message, "split the batch") {
+		t.Fatalf("got %v, want RESOURCE_EXHAUSTED for a batch over the burst of 2", err)
+	}
+	if e.PushbackMs == nil || *e.PushbackMs != -1 {
+		t.Fatalf("pushback %v, want -1", e.PushbackMs)
+	}
+	if after := refused(t, "over_burst", "limited"); after != before+1 {
+		t.Fatalf("over_burst went from %d to %d: retried despite a pushback of -1", before, after)
 	}
 }

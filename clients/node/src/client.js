@@ -8,9 +8,10 @@
 //   const results = await jwtd.verify([token], { audiences: ['orders-api'] });
 //   for (const r of results) if (!r.valid) console.log(r.status, r.reason);
 //
-// Whole-call problems (jwtd unreachable, a deadline passed, a batch over
-// limits.max_batch) reject with a CallError; a rejected token is a result
-// whose `valid` is false, never an error.
+// Whole-call problems (jwtd unreachable or overloaded, a deadline passed, a
+// batch over limits.max_batch, a caller jwtd does not allow) reject with a
+// CallError; a rejected token is a result whose `valid` is false, never an
+// error.
 
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,10 +24,17 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** jwtd's proto/ folder: JWTD_PROTO_DIR, else the repository's. */
 export const PROTO_DIR = process.env.JWTD_PROTO_DIR ?? path.resolve(HERE, '../../../proto');
 
-// Verify is read-only, so retrying it is always safe. gRPC retries a call
-// that failed with UNAVAILABLE (jwtd restarting, a connection reset) with
-// exponential backoff, 0.1 s then up to 0.2 s, 0.4 s (randomised), within
-// the call's deadline. Other codes are never retried.
+// Verify is read-only, so retrying it is always safe. gRPC itself retries a
+// call that failed with
+// - UNAVAILABLE (jwtd restarting, a connection reset), with exponential
+//   backoff, 0.1 s then up to 0.2 s, 0.4 s (randomised);
+// - RESOURCE_EXHAUSTED (jwtd shed the call, or the caller is over its rate
+//   limit), after the `grpc-retry-pushback-ms` jwtd sends with it (gRFC A6):
+//   the time until there is room. A negative pushback (a batch over the
+//   caller's burst, which can never pass) stops the retries at once.
+// At most 4 attempts, all within the call's one deadline. Other codes
+// (PERMISSION_DENIED, INVALID_ARGUMENT, DEADLINE_EXCEEDED, ...) are never
+// retried: another attempt would get the same answer.
 export const SERVICE_CONFIG = {
   methodConfig: [
     {
@@ -36,11 +44,20 @@ export const SERVICE_CONFIG = {
         initialBackoff: '0.1s',
         maxBackoff: '1s',
         backoffMultiplier: 2,
-        retryableStatusCodes: ['UNAVAILABLE'],
+        retryableStatusCodes: ['UNAVAILABLE', 'RESOURCE_EXHAUSTED'],
       },
     },
   ],
 };
+
+// grpc-js keeps a call's request to replay it on a retry only up to 1 MiB a
+// call and 16 MiB for all calls of the channel at once by default: a big
+// batch, or many calls in flight while jwtd is overloaded (exactly when
+// retries matter), would silently not be retried. 8 MiB a call holds jwtd's
+// largest request with default limits (1024 tokens of 8 KiB); the memory is
+// the requests the callers hold anyway, released when each call ends.
+export const RETRY_BUFFER_BYTES = 8 * 1024 * 1024;
+export const CHANNEL_RETRY_BUFFER_BYTES = 64 * 1024 * 1024;
 
 // Channel options suited to a service mesh (a sidecar proxy in front of jwtd,
 // or jwtd behind an L4 load balancer):
@@ -48,7 +65,7 @@ export const SERVICE_CONFIG = {
 //   is dropped when a ping is unanswered for 10 s, so a dead peer behind a
 //   proxy is noticed; no pings on an idle connection, which proxies and gRPC
 //   servers with default ping policies punish with GOAWAY;
-// - retries on (see SERVICE_CONFIG);
+// - retries on (see SERVICE_CONFIG), with retry buffers for big batches;
 // - responses up to 64 MiB: a full batch of 1024 tokens with their payloads
 //   can pass gRPC's 4 MiB default.
 export const DEFAULT_OPTIONS = {
@@ -57,29 +74,55 @@ export const DEFAULT_OPTIONS = {
   'grpc.keepalive_permit_without_calls': 0,
   'grpc.enable_retries': 1,
   'grpc.service_config': JSON.stringify(SERVICE_CONFIG),
+  'grpc.per_rpc_retry_buffer_size': RETRY_BUFFER_BYTES,
+  'grpc.retry_buffer_size': CHANNEL_RETRY_BUFFER_BYTES,
   'grpc.max_receive_message_length': 64 * 1024 * 1024,
 };
+
+// The gRFC A6 trailer: how long to wait before retrying, in milliseconds;
+// negative means "do not retry".
+export const PUSHBACK_TRAILER = 'grpc-retry-pushback-ms';
 
 // jwtd's gRPC server (tonic 0.14) answers a call whose deadline passed on the
 // server side with CANCELLED and this message instead of DEADLINE_EXCEEDED;
 // whichever side notices first, callers see DEADLINE_EXCEEDED.
 const TONIC_TIMEOUT = 'Timeout expired';
 
-/** The whole Verify call failed: no per-token results exist. */
+/**
+ * The whole Verify call failed: no per-token results exist. `code` (a
+ * grpc.status value) says why:
+ * - RESOURCE_EXHAUSTED: jwtd shed the call (overloaded) or the caller is over
+ *   its rate limit, and the retries after jwtd's pushback ran out; or, with
+ *   `pushbackMs === -1`, a batch over the caller's burst, never retried:
+ *   split the batch;
+ * - PERMISSION_DENIED: jwtd does not allow this caller (never retried);
+ * - INVALID_ARGUMENT: a batch over jwtd's limits.max_batch or an issuer
+ *   filter naming no configured issuer (never retried);
+ * - DEADLINE_EXCEEDED, or UNAVAILABLE after the retries ran out.
+ */
 export class CallError extends Error {
   /**
-   * @param {number} code a grpc.status value: INVALID_ARGUMENT for a batch
-   *   over jwtd's limit or an unconfigured issuer filter (do not retry),
-   *   DEADLINE_EXCEEDED, UNAVAILABLE after the retries ran out
+   * @param {number} code a grpc.status value
    * @param {string} details the server's message
    * @param {Error} cause the grpc-js error
+   * @param {number | null} [pushbackMs] the last answer's
+   *   grpc-retry-pushback-ms: milliseconds to wait, -1 for "do not retry",
+   *   null when jwtd sent none
    */
-  constructor(code, details, cause) {
+  constructor(code, details, cause, pushbackMs = null) {
     super(`${grpc.status[code] ?? code}: ${details}`, { cause });
     this.name = 'CallError';
     this.code = code;
     this.details = details;
+    this.pushbackMs = pushbackMs;
   }
+}
+
+/** The pushback trailer of a failed call, or null without a readable one. */
+function pushbackOf(error) {
+  const [value] = error.metadata?.get(PUSHBACK_TRAILER) ?? [];
+  if (typeof value !== 'string' || !/^-?\d+$/.test(value)) return null;
+  return Number(value);
 }
 
 /**
@@ -127,10 +170,15 @@ export class JwtdClient {
    *   right for loopback or a mesh sidecar that adds mTLS
    * @param {object} [opts.options] channel options (default DEFAULT_OPTIONS)
    * @param {string} [opts.protoDir] where jwtd's proto/ is
+   * @param {Record<string, string>} [opts.metadata] sent with every call
+   *   (a call's own metadata replaces a key it also names): the place for the
+   *   caller identity jwtd reads with `[callers] identity = "header:NAME"`,
+   *   e.g. { 'x-caller': 'orders-api' }
    */
   constructor(target, opts = {}) {
     const jwtd = loadJwtdProto(opts.protoDir);
     this.timeoutMs = opts.timeoutMs ?? 2000;
+    this.metadata = { ...opts.metadata };
     this.stub = new jwtd.VerifierService(
       target,
       opts.credentials ?? grpc.credentials.createInsecure(),
@@ -141,7 +189,8 @@ export class JwtdClient {
   /**
    * Verifies a batch; one Result per token, in order. `audiences` and
    * `issuer` only narrow jwtd's configured policy. `metadata` is sent as
-   * request headers, e.g. { traceparent: '00-<trace-id>-<span-id>-01' }.
+   * request headers with the client's (replacing a key both name), e.g.
+   * { traceparent: '00-<trace-id>-<span-id>-01' }.
    *
    * @param {string[]} tokens compact JWS, no "Bearer " prefix
    * @param {object} [opts]
@@ -153,7 +202,8 @@ export class JwtdClient {
    */
   verify(tokens, { audiences = [], issuer = '', timeoutMs, metadata = {} } = {}) {
     const md = new grpc.Metadata();
-    for (const [key, value] of Object.entries(metadata)) md.set(key, value);
+    for (const [key, value] of Object.entries(this.metadata)) md.set(key, value);
+    for (const [key, value] of Object.entries(metadata)) md.set(key, value); // the call's own win
     const deadline = Date.now() + (timeoutMs ?? this.timeoutMs);
     return new Promise((resolve, reject) => {
       this.stub.Verify({ tokens, audiences, issuer }, md, { deadline }, (error, response) => {
@@ -162,7 +212,7 @@ export class JwtdClient {
           if (code === grpc.status.CANCELLED && error.details === TONIC_TIMEOUT) {
             code = grpc.status.DEADLINE_EXCEEDED;
           }
-          reject(new CallError(code, error.details ?? '', error));
+          reject(new CallError(code, error.details ?? '', error, pushbackOf(error)));
           return;
         }
         resolve(response.results.map(toResult));

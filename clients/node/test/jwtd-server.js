@@ -6,10 +6,16 @@
 // this suite, which answers the first fetch and then hangs, so that a call
 // waiting on an unknown-kid refresh outlives its deadline. The suite starts
 // once health reports jwtd.v1.VerifierService SERVING (every issuer loaded).
+//
+// A second jwtd (startGuardedJwtd) only lets listed callers in, names them by
+// the x-caller header and limits their rates (GUARDED_CALLERS); it serves
+// /metrics on a free loopback port, where the tests read how many calls it
+// refused, and why.
 
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -27,6 +33,33 @@ export const HMAC_ISSUER = 'https://hmac.test'; // one oct secret: jwks-hmac.jso
 export const SLOW_ISSUER = 'https://slow.test'; // keys from the hanging JWKS server
 export const AUDIENCE = 'orders-api';
 export const MAX_BATCH = 8;
+
+export const CALLER_HEADER = 'x-caller';
+// The guarded jwtd's callers. "limited" refills 2 tokens a second, so a
+// 2-token call right after another waits about 1 s: longer than gRPC's own
+// backoff could ever wait over 4 attempts (0.1 + 0.2 + 0.4 s at most), so
+// only a retry that honours jwtd's pushback gets through. "bulk" takes
+// batches over 1 MiB (BULK_BATCH tokens of about 4 KiB), past grpc-js's
+// default 1 MiB retry buffer.
+export const BULK_BATCH = 300;
+const GUARDED_CALLERS = `
+[callers]
+identity = "header:${CALLER_HEADER}"
+allow_unlisted = false
+
+[[callers.caller]]
+id = "limited"
+tokens_per_second = 2
+burst = 2
+
+[[callers.caller]]
+id = "bulk"
+tokens_per_second = ${BULK_BATCH}
+burst = ${BULK_BATCH}
+
+[[callers.caller]]
+id = "free"
+`;
 
 /** Serves jwks.json once, then holds every later request until closed. */
 async function hangingJwks() {
@@ -81,6 +114,36 @@ kid_miss_wait_ms = 30000
 `;
 }
 
+function guardedConfig(metricsPort) {
+  return `
+listen = "127.0.0.1:0"
+metrics_listen = "127.0.0.1:${metricsPort}"
+
+[limits]
+max_batch = ${2 * BULK_BATCH}
+
+[[issuers]]
+issuer = "${ISSUER}"
+jwks_file = ${JSON.stringify(path.join(KEYS, 'jwks.json'))}
+audiences = ["${AUDIENCE}"]
+${GUARDED_CALLERS}`;
+}
+
+/**
+ * A port nothing listens on now (jwtd cannot report the port it took for
+ * metrics_listen = ":0", so the suite picks one).
+ */
+function freeLoopbackPort() {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
 /**
  * Waits for health to say jwtd.v1.VerifierService is SERVING: the ready line
  * comes before keys fetched from a URL are loaded.
@@ -108,14 +171,64 @@ async function waitUntilServing(address, log) {
 
 /** Starts jwtd; resolves to { address, stop() } once it printed its ready line. */
 export async function startJwtd() {
+  const jwks = await hangingJwks();
+  try {
+    const jwtd = await launch(config(jwks.url));
+    return {
+      address: jwtd.address,
+      async stop() {
+        await jwtd.stop();
+        jwks.close();
+      },
+    };
+  } catch (error) {
+    jwks.close();
+    throw error;
+  }
+}
+
+/**
+ * Starts the guarded jwtd; resolves to { address, refused(reason, caller),
+ * stop() } once it is SERVING.
+ */
+export async function startGuardedJwtd() {
+  const metricsPort = await freeLoopbackPort();
+  const jwtd = await launch(guardedConfig(metricsPort));
+  const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+  return {
+    address: jwtd.address,
+    stop: jwtd.stop,
+    /**
+     * jwtd_refused_calls_total for Verify with this reason and caller label
+     * (0 before the first such refusal: the series does not exist yet).
+     */
+    async refused(reason, caller) {
+      const want = { method: 'jwtd.v1.VerifierService/Verify', reason, caller };
+      const text = await (await fetch(metricsUrl, { signal: AbortSignal.timeout(10_000) })).text();
+      let total = 0;
+      for (const line of text.split('\n')) {
+        const m = /^jwtd_refused_calls_total\{(.*)\} (\S+)$/.exec(line);
+        if (!m) continue;
+        const labels = Object.fromEntries([...m[1].matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1], l[2]]));
+        const same =
+          Object.keys(labels).length === Object.keys(want).length &&
+          Object.entries(want).every(([k, v]) => labels[k] === v);
+        if (same) total += Number(m[2]);
+      }
+      return total;
+    },
+  };
+}
+
+/** Runs jwtd on `configText`; resolves to { address, stop() } once it is SERVING. */
+async function launch(configText) {
   const binary = process.env.JWTD_BIN ?? path.join(REPO, 'target/release/jwtd');
   if (!existsSync(binary)) {
     throw new Error(`no jwtd binary at ${binary}: build it (cargo build --release) or set JWTD_BIN`);
   }
-  const jwks = await hangingJwks();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'jwtd-node-'));
   const configPath = path.join(dir, 'jwtd.toml');
-  writeFileSync(configPath, config(jwks.url));
+  writeFileSync(configPath, configText);
 
   const child = spawn(binary, ['--log-format', 'json', '--config', configPath], {
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -127,7 +240,6 @@ export async function startJwtd() {
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     await exited;
-    jwks.close();
     rmSync(dir, { recursive: true, force: true });
   };
 

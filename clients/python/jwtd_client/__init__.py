@@ -10,9 +10,10 @@ Make one :class:`Client` per process and share it: it holds one gRPC channel
             else:
                 print(result.status, result.reason)
 
-Whole-call problems (jwtd unreachable, a deadline passed, a batch over
-``limits.max_batch``) raise :class:`CallError`; a rejected token is a
-:class:`Result` whose ``valid`` is False, never an exception.
+Whole-call problems (jwtd unreachable or overloaded, a deadline passed, a
+batch over ``limits.max_batch``, a caller jwtd does not allow) raise
+:class:`CallError`; a rejected token is a :class:`Result` whose ``valid`` is
+False, never an exception.
 """
 
 from __future__ import annotations
@@ -27,10 +28,17 @@ from jwtd.v1 import jwtd_pb2, jwtd_pb2_grpc
 
 __all__ = ["CallError", "Claims", "Client", "Result", "DEFAULT_OPTIONS"]
 
-#: Verify is read-only, so retrying it is always safe. gRPC retries a call
-#: that failed with UNAVAILABLE (jwtd restarting, a connection reset) with
-#: exponential backoff: 0.1 s, then up to 0.2 s, 0.4 s (randomised), within
-#: the call's deadline. Other codes are never retried.
+#: Verify is read-only, so retrying it is always safe. gRPC itself retries a
+#: call that failed with
+#: - UNAVAILABLE (jwtd restarting, a connection reset), with exponential
+#:   backoff: 0.1 s, then up to 0.2 s, 0.4 s (randomised);
+#: - RESOURCE_EXHAUSTED (jwtd shed the call, or the caller is over its rate
+#:   limit), after the ``grpc-retry-pushback-ms`` jwtd sends with it (gRFC A6):
+#:   the time until there is room. A negative pushback (a batch over the
+#:   caller's burst, which can never pass) stops the retries at once.
+#: At most 4 attempts, all within the call's one deadline. Other codes
+#: (PERMISSION_DENIED, INVALID_ARGUMENT, DEADLINE_EXCEEDED, ...) are never
+#: retried: another attempt would get the same answer.
 SERVICE_CONFIG = {
     "methodConfig": [
         {
@@ -40,11 +48,18 @@ SERVICE_CONFIG = {
                 "initialBackoff": "0.1s",
                 "maxBackoff": "1s",
                 "backoffMultiplier": 2,
-                "retryableStatusCodes": ["UNAVAILABLE"],
+                "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
             },
         }
     ]
 }
+
+#: gRPC keeps a call's request to replay it on a retry only up to this size
+#: (grpc-core's default is 256 KiB, which a batch of a few hundred tokens
+#: passes: such a call would silently not be retried). 8 MiB holds jwtd's
+#: largest request with default limits (1024 tokens of 8 KiB); the memory is
+#: the request the caller holds anyway, released when the call ends.
+RETRY_BUFFER_BYTES = 8 * 1024 * 1024
 
 #: Channel options suited to a service mesh (a sidecar proxy in front of
 #: jwtd, or jwtd behind an L4 load balancer):
@@ -52,7 +67,8 @@ SERVICE_CONFIG = {
 #:   the connection is dropped when a ping is unanswered for 10 s, so a dead
 #:   peer behind a proxy is noticed; no pings on an idle connection, which
 #:   proxies and gRPC servers with default ping policies punish with GOAWAY;
-#: - retries on (see SERVICE_CONFIG);
+#: - retries on (see SERVICE_CONFIG), with a retry buffer for big batches
+#:   (RETRY_BUFFER_BYTES);
 #: - responses up to 64 MiB: a full batch of 1024 tokens with their payloads
 #:   can pass gRPC's 4 MiB default.
 DEFAULT_OPTIONS: Tuple[Tuple[str, Any], ...] = (
@@ -61,8 +77,13 @@ DEFAULT_OPTIONS: Tuple[Tuple[str, Any], ...] = (
     ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.enable_retries", 1),
     ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+    ("grpc.per_rpc_retry_buffer_size", RETRY_BUFFER_BYTES),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
 )
+
+#: The gRFC A6 trailer: how long to wait before retrying, in milliseconds;
+#: negative means "do not retry".
+PUSHBACK_TRAILER = "grpc-retry-pushback-ms"
 
 
 #: jwtd's gRPC server (tonic 0.14) answers a call whose deadline passed on the
@@ -74,15 +95,39 @@ TONIC_TIMEOUT = "Timeout expired"
 class CallError(Exception):
     """The whole Verify call failed: no per-token results exist.
 
-    ``code`` is the gRPC status code: INVALID_ARGUMENT for a batch over
-    jwtd's limit or an issuer filter naming no configured issuer (do not
-    retry), DEADLINE_EXCEEDED, UNAVAILABLE after the retries ran out.
+    ``code`` is the gRPC status code and ``details`` jwtd's message:
+
+    - RESOURCE_EXHAUSTED: jwtd shed the call (overloaded) or the caller is
+      over its rate limit, and the retries after jwtd's pushback ran out; or,
+      with ``pushback_ms == -1``, a batch over the caller's burst, never
+      retried: split the batch.
+    - PERMISSION_DENIED: jwtd does not allow this caller (never retried).
+    - INVALID_ARGUMENT: a batch over jwtd's ``limits.max_batch`` or an issuer
+      filter naming no configured issuer (never retried).
+    - DEADLINE_EXCEEDED, or UNAVAILABLE after the retries ran out.
+
+    ``pushback_ms`` is the last attempt's ``grpc-retry-pushback-ms`` trailer:
+    how long jwtd asked the caller to wait, -1 for "do not retry", None when
+    jwtd sent none.
     """
 
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+    def __init__(self, code: grpc.StatusCode, details: str, pushback_ms: Optional[int] = None) -> None:
         super().__init__(f"{code.name}: {details}")
         self.code = code
         self.details = details
+        self.pushback_ms = pushback_ms
+
+
+def _pushback_ms(error: grpc.RpcError) -> Optional[int]:
+    """The pushback trailer of a failed call, if it has a readable one."""
+    trailers = error.trailing_metadata() or ()
+    for key, value in trailers:
+        if key == PUSHBACK_TRAILER:
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
 
 
 @dataclass(frozen=True)
@@ -165,7 +210,10 @@ class Client:
     Without ``credentials`` the channel is plaintext, which is right for
     loopback or a mesh sidecar that adds mTLS; pass
     ``grpc.ssl_channel_credentials(...)`` otherwise. ``timeout`` (seconds)
-    is the default deadline of each call: always have one.
+    is the default deadline of each call: always have one. ``metadata`` is
+    sent with every call (a call's own metadata replaces a key it also
+    names): the place for the caller identity jwtd reads with
+    ``[callers] identity = "header:NAME"``, e.g. ``[("x-caller", "orders-api")]``.
     """
 
     def __init__(
@@ -175,6 +223,7 @@ class Client:
         timeout: float = 2.0,
         credentials: Optional[grpc.ChannelCredentials] = None,
         options: Sequence[Tuple[str, Any]] = DEFAULT_OPTIONS,
+        metadata: Sequence[Tuple[str, str]] = (),
     ) -> None:
         if credentials is None:
             self._channel = grpc.insecure_channel(target, options=list(options))
@@ -182,6 +231,7 @@ class Client:
             self._channel = grpc.secure_channel(target, credentials, options=list(options))
         self._stub = jwtd_pb2_grpc.VerifierServiceStub(self._channel)
         self._timeout = timeout
+        self._metadata = tuple(metadata)
 
     def verify(
         self,
@@ -195,10 +245,13 @@ class Client:
         """Verifies a batch; one :class:`Result` per token, in order.
 
         ``audiences`` and ``issuer`` only narrow jwtd's configured policy.
-        ``metadata`` is sent as gRPC request headers, e.g.
+        ``metadata`` is sent as gRPC request headers with the client's
+        (replacing a key both name), e.g.
         ``[("traceparent", "00-<trace-id>-<span-id>-01")]``.
         Raises :class:`CallError` when the call as a whole fails.
         """
+        own = {key for key, _ in metadata}
+        headers = [*(kv for kv in self._metadata if kv[0] not in own), *metadata]
         request = jwtd_pb2.VerifyRequest(
             tokens=list(tokens), audiences=list(audiences), issuer=issuer
         )
@@ -206,14 +259,14 @@ class Client:
             response = self._stub.Verify(
                 request,
                 timeout=self._timeout if timeout is None else timeout,
-                metadata=list(metadata),
+                metadata=headers,
             )
         except grpc.RpcError as error:
             # A failed unary call is also a grpc.Call with a code and details.
             code, details = error.code(), error.details() or ""
             if code == grpc.StatusCode.CANCELLED and details == TONIC_TIMEOUT:
                 code = grpc.StatusCode.DEADLINE_EXCEEDED
-            raise CallError(code, details) from error
+            raise CallError(code, details, _pushback_ms(error)) from error
         return [_result(r) for r in response.results]
 
     def close(self) -> None:

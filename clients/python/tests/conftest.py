@@ -6,17 +6,27 @@ is written to a temp folder; its issuers read the repository's test key sets
 this suite, which answers the first fetch and then hangs, so that a call
 waiting on an unknown-kid refresh outlives its deadline. The suite starts
 once health reports jwtd.v1.VerifierService SERVING (every issuer loaded).
+
+A second jwtd (the ``guarded`` fixture) only lets listed callers in, names
+them by the ``x-caller`` header and limits their rates (GUARDED_CALLERS); it
+serves /metrics on a free loopback port, where the tests read how many calls
+it refused, and why.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
 import queue
+import re
+import socket
 import subprocess
 import threading
 import time
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -34,6 +44,33 @@ HMAC_ISSUER = "https://hmac.test"  # one oct secret: jwks-hmac.json
 SLOW_ISSUER = "https://slow.test"  # keys from the suite's hanging JWKS server
 AUDIENCE = "orders-api"
 MAX_BATCH = 8
+
+CALLER_HEADER = "x-caller"
+#: The guarded jwtd's callers. "limited" refills 2 tokens a second, so a
+#: 2-token call right after another waits about 1 s: longer than gRPC's
+#: own backoff could ever wait over 4 attempts (0.1 + 0.2 + 0.4 s at most),
+#: so only a retry that honours jwtd's pushback gets through. "bulk" takes
+#: batches over 1 MiB (BULK_BATCH tokens of about 4 KiB), past grpc-core's
+#: 256 KiB and grpc-js's 1 MiB default retry buffers.
+BULK_BATCH = 300
+GUARDED_CALLERS = f"""
+[callers]
+identity = "header:{CALLER_HEADER}"
+allow_unlisted = false
+
+[[callers.caller]]
+id = "limited"
+tokens_per_second = 2
+burst = 2
+
+[[callers.caller]]
+id = "bulk"
+tokens_per_second = {BULK_BATCH}
+burst = {BULK_BATCH}
+
+[[callers.caller]]
+id = "free"
+"""
 
 
 class HangingJwks:
@@ -104,6 +141,32 @@ kid_miss_wait_ms = 30000
     return path
 
 
+def write_guarded_config(directory: Path, metrics_port: int) -> Path:
+    config = f"""
+listen = "127.0.0.1:0"
+metrics_listen = "127.0.0.1:{metrics_port}"
+
+[limits]
+max_batch = {2 * BULK_BATCH}
+
+[[issuers]]
+issuer = "{ISSUER}"
+jwks_file = {json.dumps(str(KEYS / "jwks.json"))}
+audiences = ["{AUDIENCE}"]
+{GUARDED_CALLERS}"""
+    path = directory / "jwtd.toml"
+    path.write_text(config)
+    return path
+
+
+def free_loopback_port() -> int:
+    """A port nothing listens on now (jwtd cannot report the port it took
+    for metrics_listen = ":0", so the suite picks one)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def jwtd_binary() -> Path:
     binary = Path(os.environ.get("JWTD_BIN", REPO / "target" / "release" / "jwtd"))
     if not binary.is_file():
@@ -125,10 +188,9 @@ def wait_until_serving(address: str, log: list[str]) -> None:
     pytest.fail("jwtd.v1.VerifierService not SERVING after 30 s:\n" + "".join(log))
 
 
-@pytest.fixture(scope="session")
-def jwtd_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    jwks = HangingJwks()
-    config = write_config(tmp_path_factory.mktemp("jwtd"), jwks.url)
+@contextlib.contextmanager
+def running_jwtd(config: Path) -> Iterator[str]:
+    """Runs jwtd on ``config``; yields its gRPC address once it is SERVING."""
     proc = subprocess.Popen(
         [str(jwtd_binary()), "--log-format", "json", "--config", str(config)],
         stdin=subprocess.DEVNULL,
@@ -172,7 +234,51 @@ def jwtd_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def jwtd_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    jwks = HangingJwks()
+    try:
+        config = write_config(tmp_path_factory.mktemp("jwtd"), jwks.url)
+        with running_jwtd(config) as address:
+            yield address
+    finally:
         jwks.close()
+
+
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+@dataclass(frozen=True)
+class Guarded:
+    """The guarded jwtd: its gRPC address and its /metrics URL."""
+
+    address: str
+    metrics_url: str
+
+    def refused(self, reason: str, caller: str) -> int:
+        """jwtd_refused_calls_total for Verify with this reason and caller
+        label (0 before the first such refusal: the series does not exist)."""
+        want = {"method": "jwtd.v1.VerifierService/Verify", "reason": reason, "caller": caller}
+        with urllib.request.urlopen(self.metrics_url, timeout=10) as answer:
+            text = answer.read().decode()
+        total = 0
+        for line in text.splitlines():
+            if not line.startswith("jwtd_refused_calls_total{"):
+                continue
+            labels, _, value = line[len("jwtd_refused_calls_total{") :].rpartition("} ")
+            if dict(_LABEL.findall(labels)) == want:
+                total += int(float(value))
+        return total
+
+
+@pytest.fixture(scope="session")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guarded]:
+    port = free_loopback_port()
+    config = write_guarded_config(tmp_path_factory.mktemp("jwtd-guarded"), port)
+    with running_jwtd(config) as address:
+        yield Guarded(address, f"http://127.0.0.1:{port}/metrics")
 
 
 @pytest.fixture(scope="session")

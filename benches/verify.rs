@@ -316,7 +316,9 @@ fn overload(c: &mut Criterion) {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(vec!["checkout.shop".to_owned()]).unwrap();
     params.subject_alt_names.push(rcgen::SanType::URI(
-        "spiffe://cluster.local/ns/shop/sa/checkout".try_into().unwrap(),
+        "spiffe://cluster.local/ns/shop/sa/checkout"
+            .try_into()
+            .unwrap(),
     ));
     let der = params.self_signed(&key).unwrap().der().to_vec();
     let mut group = c.benchmark_group("callers");

@@ -13,6 +13,8 @@ use std::time::Duration;
 use reqwest::Url;
 use reqwest::header::{ACCEPT, CACHE_CONTROL};
 
+use crate::verifier::json;
+
 /// Bounds on every fetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FetchLimits {
@@ -180,14 +182,21 @@ impl Fetcher {
 }
 
 /// `issuer` and `jwks_uri` of a discovery document (pure; fuzzed by
-/// `fuzz/fuzz_targets/discovery.rs`).
+/// `fuzz/fuzz_targets/discovery.rs`): a JSON object (OpenID Connect
+/// Discovery §4.2; serde alone would also read a two-element array) with no
+/// duplicate member names, like every other JSON jwtd reads.
 pub fn parse_discovery(body: &[u8]) -> Result<(String, String), FetchError> {
     #[derive(serde::Deserialize)]
     struct Discovery {
         issuer: String,
         jwks_uri: String,
     }
-    let doc: Discovery = serde_json::from_slice(body).map_err(|_| FetchError::Discovery)?;
+    json::check_no_duplicates(body).map_err(|_| FetchError::Discovery)?;
+    let doc: serde_json::Value = serde_json::from_slice(body).map_err(|_| FetchError::Discovery)?;
+    if !doc.is_object() {
+        return Err(FetchError::Discovery);
+    }
+    let doc: Discovery = serde_json::from_value(doc).map_err(|_| FetchError::Discovery)?;
     Ok((doc.issuer, doc.jwks_uri))
 }
 
@@ -257,6 +266,16 @@ mod tests {
         assert_eq!(
             parse_discovery(br#"{"issuer":1,"jwks_uri":"x"}"#),
             Err(FetchError::Discovery)
+        );
+        assert_eq!(
+            parse_discovery(br#"["https://i","https://i/k"]"#),
+            Err(FetchError::Discovery),
+            "an array is not a discovery document"
+        );
+        assert_eq!(
+            parse_discovery(br#"{"issuer":"https://i","jwks_uri":"https://i/k","x":1,"x":2}"#),
+            Err(FetchError::Discovery),
+            "duplicate member names"
         );
     }
 

@@ -1,0 +1,35 @@
+//! Feeds arbitrary bytes, as an OpenID discovery document, to
+//! `jwtd::keys::fetch::parse_discovery`.
+//!
+//! Asserts: no panic; when it returns `(issuer, jwks_uri)` and the input
+//! parses as a `serde_json::Value` too, that value is an object whose
+//! `issuer` and `jwks_uri` members are those strings, or an array of exactly
+//! those two strings (serde's derived struct also reads a sequence, in field
+//! order: accepted by jwtd today, see "Findings" in fuzz/README.md).
+#![no_main]
+
+use jwtd::keys::fetch::parse_discovery;
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok((issuer, jwks_uri)) = parse_discovery(data) else {
+        return;
+    };
+    // serde_json skips unknown members without building them, so it accepts
+    // there what a `Value` refuses (a number beyond f64, say): no oracle then.
+    let Ok(doc) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    match &doc {
+        Value::Object(members) => {
+            assert_eq!(members.get("issuer"), Some(&Value::String(issuer)));
+            assert_eq!(members.get("jwks_uri"), Some(&Value::String(jwks_uri)));
+        }
+        Value::Array(items) => {
+            let strings = [Value::String(issuer), Value::String(jwks_uri)];
+            assert_eq!(items.as_slice(), strings.as_slice());
+        }
+        other => panic!("accepted a document that is neither object nor array: {other}"),
+    }
+});

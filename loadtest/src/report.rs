@@ -822,7 +822,7 @@ impl Report {
                 return String::new();
             }
             format!(
-                "p50 {} / p90 {} / p99 {} / p99.9 {} ms",
+                "\tp50 {} / p90 {} / p99 {} / p99.9 {} ms",
                 ms(p.p50),
                 ms(p.p90),
                 ms(p.p99),
@@ -834,7 +834,7 @@ impl Report {
             let _ = writeln!(out, "\nOutcomes:");
             let _ = writeln!(
                 out,
-                "  admitted:\t{} calls ({:.1}%), {} tokens\t{}",
+                "  admitted:\t{} calls ({:.1}%), {} tokens{}",
                 self.admitted.calls,
                 share(self.admitted.calls),
                 self.admitted.tokens,
@@ -848,7 +848,7 @@ impl Report {
                 .join(", ");
             let _ = writeln!(
                 out,
-                "  shed:\t{} calls ({:.1}%), {} tokens{}\t{}",
+                "  shed:\t{} calls ({:.1}%), {} tokens{}{}",
                 self.shed.calls,
                 100.0 * self.shed_share,
                 self.shed.tokens,
@@ -868,7 +868,7 @@ impl Report {
             if self.hot_latency.count > 0 {
                 let _ = writeln!(
                     out,
-                    "  hot calls:\t{} ({} primed first; {} tokens missed the memo)\t{}",
+                    "  hot calls:\t{} ({} primed first; {} tokens missed the memo){}",
                     self.hot_latency.count,
                     self.primed_calls,
                     self.hot_uncached_tokens,

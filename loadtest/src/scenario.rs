@@ -24,6 +24,12 @@
 //!   row; the driver's priming order keeps hot entries apart for that.)
 //!   Runs must also stay under `memo_max_ttl_seconds` (300 s by default)
 //!   after priming, or every hot entry expires at once.
+//! - **The cold cycle is sized to the offered load, not fixed.** A cold
+//!   token must not come round while its last copy may still be queued or
+//!   memoized: at 22k calls/s the 8,192-token cycle repeats every 70 ms, and
+//!   a release run at 3× capacity saw 49% memo hits instead of 25% (and hot
+//!   entries evicted in the churn). `measure.sh` writes the open-loop corpus
+//!   with `--distinct` of rate × (deadline + 250 ms) × 6 cold tokens.
 //! - **No `max_pending_tokens` in its config**, so the same file runs on a
 //!   jwtd without admission control (a baseline) and on one with its
 //!   default bound. Its `/metrics` is on, for the server-side time of shed

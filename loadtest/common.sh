@@ -28,6 +28,16 @@ start_server() {
     return 1
 }
 
+# metrics_url LOG: http://ADDR/metrics of the server logging to LOG, from
+# jwtd's "serving Prometheus metrics" line; prints nothing when /metrics is off.
+metrics_url() {
+    local addr
+    addr=$(grep 'Prometheus metrics' "$1" 2>/dev/null | grep -o 'addr=[0-9.:]*' | head -n1 | cut -d= -f2)
+    if [ -n "$addr" ]; then
+        echo "http://$addr/metrics"
+    fi
+}
+
 # stop_server: SIGTERM to the server started last, and wait for it.
 stop_server() {
     kill -TERM "$SERVER_PID" 2>/dev/null || true

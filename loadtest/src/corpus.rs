@@ -8,6 +8,10 @@
 //! are byte-identical across runs with the same seed and `now`. ECDSA
 //! signatures are randomized by aws-lc-rs, so ES256/ES384 tokens differ in
 //! their signature part only.
+//!
+//! A corpus whose calls are hot or cold as a whole (`overload`) lists its
+//! hot calls in `corpus.json` (`hotCalls`, call indices at its own batch),
+//! so the driver can prime them and hold jwtd to never shedding them.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -44,6 +48,10 @@ pub struct Options {
     pub ttl: i64,
     /// The `listen` address written into the jwtd config.
     pub listen: String,
+    /// The `metrics_listen` address written into the jwtd config (`None`:
+    /// `/metrics` off). Passed in, not picked here: finding a free port is
+    /// I/O.
+    pub metrics_listen: Option<String>,
 }
 
 /// A generated corpus, in memory.
@@ -77,6 +85,13 @@ pub struct Meta {
     pub stream: usize,
     /// Algorithms of the valid tokens.
     pub algs: Vec<String>,
+    /// Indices of the calls (of `batch` tokens, in stream order) whose
+    /// tokens all come from the hot set: memo hits once primed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hot_calls: Vec<usize>,
+    /// The `metrics_listen` of the written jwtd config, when on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
 }
 
 /// One encoded Verify request and the statuses its answer must hold.
@@ -86,6 +101,8 @@ pub struct Prepared {
     pub body: Bytes,
     /// `jwtd.v1.Status` per token, in order.
     pub expected: Box<[i32]>,
+    /// Every token comes from the corpus's hot set (memo hits once primed).
+    pub hot: bool,
 }
 
 fn signer(alg: Alg) -> Result<Signer, Error> {
@@ -130,6 +147,9 @@ pub fn generate(options: &Options) -> Result<Corpus, Error> {
     let distinct = match scenario.reuse {
         Reuse::Cycle { distinct } => round_up(distinct.max(1), scenario.batch),
         Reuse::HotCold { hot, cold, .. } => hot.max(1) + cold.max(1),
+        Reuse::HotColdCalls { hot, cold, .. } => {
+            hot.max(scenario.batch) + round_up(cold.max(1), scenario.batch)
+        }
     };
 
     // An exact number of invalid tokens, kinds evenly spread, positions shuffled.
@@ -161,12 +181,10 @@ pub fn generate(options: &Options) -> Result<Corpus, Error> {
         .collect::<Result<_, Error>>()?;
     let tokens = sign_all(&plans, &signers, options)?;
 
+    let pick = |i: usize| (plans[i].kind.expected(), tokens[i].clone());
+    let mut hot_calls = Vec::new();
     let stream: Vec<(Status, String)> = match scenario.reuse {
-        Reuse::Cycle { .. } => plans
-            .iter()
-            .zip(&tokens)
-            .map(|(p, t)| (p.kind.expected(), t.clone()))
-            .collect(),
+        Reuse::Cycle { .. } => (0..plans.len()).map(pick).collect(),
         Reuse::HotCold {
             hot,
             cold,
@@ -186,9 +204,38 @@ pub fn generate(options: &Options) -> Result<Corpus, Error> {
                         next_cold = (next_cold + 1) % cold;
                         hot + next_cold
                     };
-                    (plans[i].kind.expected(), tokens[i].clone())
+                    pick(i)
                 })
                 .collect()
+        }
+        Reuse::HotColdCalls { hot_share, .. } => {
+            let batch = scenario.batch;
+            let hot = hot_calls_set_size(scenario);
+            let cold_calls = (distinct - hot) / batch;
+            // An exact number of hot calls, at shuffled positions.
+            let share = hot_share.clamp(0.0, 0.99);
+            let hot_count = (cold_calls as f64 * share / (1.0 - share)).round() as usize;
+            let mut is_hot: Vec<bool> =
+                (0..cold_calls + hot_count).map(|c| c < hot_count).collect();
+            rng.shuffle(&mut is_hot);
+            let mut pool: Vec<usize> = (0..hot).collect();
+            let mut next_cold = hot;
+            let mut stream = Vec::with_capacity(is_hot.len() * batch);
+            for (call, &is_hot) in is_hot.iter().enumerate() {
+                if is_hot {
+                    hot_calls.push(call);
+                    // `batch` distinct hot tokens: a partial Fisher–Yates.
+                    for i in 0..batch {
+                        let j = i + rng.below(hot - i);
+                        pool.swap(i, j);
+                        stream.push(pick(pool[i]));
+                    }
+                } else {
+                    stream.extend((next_cold..next_cold + batch).map(pick));
+                    next_cold += batch;
+                }
+            }
+            stream
         }
     };
 
@@ -208,6 +255,8 @@ pub fn generate(options: &Options) -> Result<Corpus, Error> {
         distinct,
         stream: stream.len(),
         algs: scenario.algs.iter().map(|a| a.name().to_owned()).collect(),
+        hot_calls,
+        metrics_listen: options.metrics_listen.clone(),
     };
     Ok(Corpus {
         config: config_toml(options),
@@ -219,6 +268,15 @@ pub fn generate(options: &Options) -> Result<Corpus, Error> {
 
 fn round_up(n: usize, multiple: usize) -> usize {
     n.div_ceil(multiple) * multiple
+}
+
+/// The hot set of a hot-and-cold-by-call scenario: at least one call's worth,
+/// so a hot call's tokens are distinct.
+fn hot_calls_set_size(scenario: &Scenario) -> usize {
+    match scenario.reuse {
+        Reuse::HotColdCalls { hot, .. } => hot.max(scenario.batch),
+        _ => 0,
+    }
 }
 
 /// Signs every plan, on all cores: RSA signing is the slow part of making a
@@ -350,7 +408,7 @@ fn config_toml(options: &Options) -> String {
          # config. Its keys are jwtd's public test keys (tests/data/keys); never\n\
          # trust jwks.json outside a test.\n\
          listen = \"{listen}\"\n\
-         metrics_listen = \"\"\n\
+         metrics_listen = \"{metrics}\"\n\
          \n\
          [limits]\n\
          max_batch = {max_batch}\n\
@@ -368,6 +426,7 @@ fn config_toml(options: &Options) -> String {
         name = s.name,
         seed = options.seed,
         listen = options.listen,
+        metrics = options.metrics_listen.as_deref().unwrap_or(""),
         max_batch = s.batch.max(1024),
         memo = s.memo_entries,
         negative = s.negative_entries,
@@ -447,6 +506,13 @@ impl Corpus {
         if stream.is_empty() || meta.batch == 0 {
             return Err(Error::Corpus(format!("{} holds no tokens", dir.display())));
         }
+        let calls = stream.len().div_ceil(meta.batch);
+        if let Some(bad) = meta.hot_calls.iter().find(|&&c| c >= calls) {
+            return Err(Error::Corpus(format!(
+                "{}: hot call {bad} of {calls}",
+                meta_path.display()
+            )));
+        }
         Ok(Corpus {
             meta,
             stream,
@@ -456,15 +522,23 @@ impl Corpus {
     }
 
     /// The stream as Verify requests of `batch` tokens (the last one wraps
-    /// around to the start), each encoded once.
+    /// around to the start), each encoded once. A request is hot when every
+    /// one of its tokens sits in a hot call of the corpus (at the corpus's
+    /// own batch, exactly its hot calls).
     pub fn requests(&self, batch: usize) -> Vec<Prepared> {
         let batch = batch.max(1);
         let calls = self.stream.len().div_ceil(batch);
+        let mut hot_token = vec![false; self.stream.len()];
+        for &call in &self.meta.hot_calls {
+            let from = (call * self.meta.batch).min(hot_token.len());
+            let to = (from + self.meta.batch).min(hot_token.len());
+            hot_token[from..to].fill(true);
+        }
         (0..calls)
             .map(|c| {
-                let picks: Vec<&(Status, String)> = (0..batch)
-                    .map(|i| &self.stream[(c * batch + i) % self.stream.len()])
-                    .collect();
+                let positions = (0..batch).map(|i| (c * batch + i) % self.stream.len());
+                let hot = positions.clone().all(|p| hot_token[p]);
+                let picks: Vec<&(Status, String)> = positions.map(|p| &self.stream[p]).collect();
                 let request = pb::VerifyRequest {
                     tokens: picks.iter().map(|(_, t)| t.clone()).collect(),
                     audiences: Vec::new(),
@@ -473,6 +547,7 @@ impl Corpus {
                 Prepared {
                     body: Bytes::from(request.encode_to_vec()),
                     expected: picks.iter().map(|(s, _)| *s as i32).collect(),
+                    hot,
                 }
             })
             .collect()
@@ -510,6 +585,11 @@ mod tests {
                 cold: 64,
                 hot_share,
             },
+            Reuse::HotColdCalls { hot_share, .. } => Reuse::HotColdCalls {
+                hot: 16,
+                cold: 96,
+                hot_share,
+            },
         };
         Options {
             scenario,
@@ -517,6 +597,7 @@ mod tests {
             now: 1_700_000_000,
             ttl: 3600,
             listen: "127.0.0.1:0".into(),
+            metrics_listen: None,
         }
     }
 
@@ -574,6 +655,93 @@ mod tests {
         assert!(hot.len() <= 80);
         // 64 cold draws need about 640 tokens at a 90% hot share.
         assert!(corpus.stream.len() >= 640, "{}", corpus.stream.len());
+    }
+
+    #[test]
+    fn overload_calls_are_wholly_hot_or_wholly_cold() {
+        let mut options = small("overload", 11);
+        options.metrics_listen = Some("127.0.0.1:9999".into());
+        let corpus = generate(&options).expect("corpus");
+        let batch = corpus.meta.batch;
+        assert_eq!(batch, 8);
+        // 16 hot tokens and a cold cycle of 96 = 12 calls; a quarter of the
+        // calls hot: 12 * 0.25 / 0.75 = 4 hot calls, 16 calls in all.
+        assert_eq!(corpus.meta.distinct, 16 + 96);
+        assert_eq!(corpus.stream.len(), 16 * batch);
+        assert_eq!(corpus.meta.hot_calls.len(), 4);
+        let calls: Vec<&[(Status, String)]> = corpus.stream.chunks(batch).collect();
+        let hot: std::collections::HashSet<&String> = corpus
+            .meta
+            .hot_calls
+            .iter()
+            .flat_map(|&c| calls[c].iter().map(|(_, t)| t))
+            .collect();
+        assert!(hot.len() <= 16, "{}", hot.len());
+        let mut cold_seen = std::collections::HashSet::new();
+        for (c, call) in calls.iter().enumerate() {
+            let tokens: std::collections::HashSet<&String> = call.iter().map(|(_, t)| t).collect();
+            assert_eq!(tokens.len(), batch, "call {c} repeats a token");
+            if corpus.meta.hot_calls.contains(&c) {
+                assert!(tokens.is_subset(&hot));
+            } else {
+                // Cold calls never share a token with the hot set, nor with
+                // each other: the cycle is walked once per stream.
+                assert!(tokens.is_disjoint(&hot), "call {c}");
+                for t in tokens {
+                    assert!(cold_seen.insert(t), "call {c} reuses a cold token");
+                }
+            }
+        }
+        assert_eq!(cold_seen.len(), 96);
+        // The config serves /metrics where asked and sets no pending bound,
+        // so an older jwtd reads it too.
+        assert!(
+            corpus
+                .config
+                .contains("metrics_listen = \"127.0.0.1:9999\"")
+        );
+        assert!(!corpus.config.contains("max_pending_tokens"));
+
+        let dir = std::env::temp_dir().join(format!("jwtd-load-overload-{}", std::process::id()));
+        corpus.write(&dir).expect("write");
+        let back = Corpus::read(&dir).expect("read");
+        assert_eq!(back.meta, corpus.meta);
+        let parsed = jwtd::config::Config::from_toml(
+            &std::fs::read_to_string(dir.join(files::CONFIG)).expect("config"),
+            &dir,
+        )
+        .expect("jwtd accepts it");
+        assert_eq!(
+            parsed.metrics_listen.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:9999")
+        );
+        let requests = back.requests(batch);
+        let marked: Vec<usize> = (0..requests.len()).filter(|&c| requests[c].hot).collect();
+        assert_eq!(marked, corpus.meta.hot_calls);
+        // At another batch, a request is hot only if all its tokens are.
+        let halves = back.requests(batch / 2);
+        for (c, r) in halves.iter().enumerate() {
+            assert_eq!(r.hot, corpus.meta.hot_calls.contains(&(c / 2)), "half {c}");
+        }
+        let doubles = back.requests(batch * 2);
+        for (c, r) in doubles.iter().enumerate() {
+            let both = [2 * c, 2 * c + 1]
+                .iter()
+                .all(|h| corpus.meta.hot_calls.contains(h));
+            assert_eq!(r.hot, both, "double {c}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn other_scenarios_have_no_hot_calls_and_no_metrics() {
+        let corpus = generate(&small("mixed", 2)).expect("corpus");
+        assert!(corpus.meta.hot_calls.is_empty());
+        assert!(corpus.config.contains("metrics_listen = \"\"\n"));
+        assert!(corpus.requests(16).iter().all(|r| !r.hot));
+        // corpus.json without the new keys still reads (older corpora).
+        let json = serde_json::to_value(&corpus.meta).expect("serializes");
+        assert!(json.get("hotCalls").is_none() && json.get("metricsListen").is_none());
     }
 
     #[test]

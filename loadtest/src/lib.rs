@@ -9,9 +9,11 @@
 //! ghz spends about 150 µs of CPU per call plus 9 µs per token on this
 //! machine, more than jwtd itself; that is why this exists.
 //!
-//! Modules: [`scenario`] names the five standard scenarios, [`corpus`] writes
+//! Modules: [`scenario`] names the six standard scenarios, [`corpus`] writes
 //! and reads token sets, [`driver`] runs load, [`report`] renders ghz-shaped
-//! results, [`echo`] is the no-work server, [`proc_stats`] reads CPU and RSS.
+//! results, [`shed`] tells a shed call from a failed one, [`scrape`] reads
+//! jwtd's own latency histogram from `/metrics`, [`echo`] is the no-work
+//! server, [`proc_stats`] reads CPU and RSS.
 
 pub mod codec;
 pub mod corpus;
@@ -22,6 +24,8 @@ pub mod report;
 pub mod rng;
 pub mod scan;
 pub mod scenario;
+pub mod scrape;
+pub mod shed;
 pub mod table;
 
 /// Why a jwtd-load command failed.
@@ -48,6 +52,9 @@ pub enum Error {
     /// JSON could not be written or read.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+    /// jwtd's `/metrics` could not be read.
+    #[error("metrics: {0}")]
+    Scrape(#[from] scrape::ScrapeError),
 }
 
 impl Error {

@@ -15,7 +15,8 @@ use jwtd_load::{echo, table};
 
 /// Load testing for jwtd: token corpora, a lean gRPC load driver with
 /// ghz-shaped reports, and an echo server that measures the transport
-/// ceiling. Scenarios: single-cold, batch64-cold, batch64-hot, mixed, flood.
+/// ceiling. Scenarios: single-cold, batch64-cold, batch64-hot, mixed, flood,
+/// overload.
 #[derive(Debug, Parser)]
 #[command(name = "jwtd-load", version)]
 struct Cli {
@@ -38,7 +39,7 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct CorpusArgs {
-    /// One of single-cold, batch64-cold, batch64-hot, mixed, flood.
+    /// One of single-cold, batch64-cold, batch64-hot, mixed, flood, overload.
     #[arg(long)]
     scenario: String,
     /// The directory to write corpus.json, tokens.tsv, jwks.json, jwtd.toml into.
@@ -56,6 +57,11 @@ struct CorpusArgs {
     /// `listen` of the written jwtd config ("127.0.0.1:0": any free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: String,
+    /// `metrics_listen` of the written jwtd config ("" turns /metrics off).
+    /// Default: off, except for overload, which gets a loopback port that is
+    /// free now.
+    #[arg(long)]
+    metrics_listen: Option<String>,
     /// Also write a ghz --data-file (VerifyRequest messages in proto JSON).
     #[arg(long)]
     ghz_data: Option<PathBuf>,
@@ -65,7 +71,8 @@ struct CorpusArgs {
     /// Override: algorithms, comma-separated (RS256, RS256-3072, ES256, ES384, EdDSA).
     #[arg(long, value_delimiter = ',')]
     algs: Vec<String>,
-    /// Override: distinct tokens (for cycle scenarios; the cold set for mixed).
+    /// Override: distinct tokens (for cycle scenarios; the cold set for mixed
+    /// and overload).
     #[arg(long)]
     distinct: Option<usize>,
     /// Override: share of invalid tokens, 0..=1.
@@ -96,10 +103,13 @@ struct RunArgs {
     /// HTTP/2 connections.
     #[arg(long, default_value_t = 4)]
     connections: usize,
-    /// Calls in flight at once.
+    /// Calls in flight at once: the workers of a closed loop; with --rate,
+    /// the cap on calls in flight (rate × timeout never holds a call back).
     #[arg(long, short = 'c', default_value_t = 16)]
     concurrency: usize,
-    /// Calls per second (default: as fast as the server answers).
+    /// Calls per second, each sent at its due time whether or not earlier
+    /// ones were answered (default: a closed loop, as fast as the server
+    /// answers).
     #[arg(long)]
     rate: Option<f64>,
     /// Length of the measured phase (e.g. 10s, 500ms, 2m).
@@ -136,6 +146,14 @@ struct RunArgs {
     /// A label copied into the report's options (`jwtd-load table` groups by it).
     #[arg(long, default_value = "jwtd")]
     label: String,
+    /// Count RESOURCE_EXHAUSTED answers with a valid grpc-retry-pushback-ms
+    /// trailer as shed calls, not failed ones (a shed hot call still fails).
+    #[arg(long)]
+    allow_shed: bool,
+    /// jwtd's /metrics (http://ADDR/metrics): report its own time per call,
+    /// admitted and shed, over the measured phase.
+    #[arg(long)]
+    metrics_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +179,10 @@ struct TableArgs {
     /// Instead: half the median calls/s of the reports, for a fixed-rate rerun.
     #[arg(long)]
     half_rate: bool,
+    /// Instead: this many times the median admitted calls/s of the reports
+    /// (e.g. 3 for an offered load of three times capacity).
+    #[arg(long, conflicts_with_all = ["summary", "half_rate"])]
+    rate_of: Option<f64>,
 }
 
 fn main() -> ExitCode {
@@ -186,6 +208,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             } else if args.half_rate {
                 println!("{:.0}", table::half_rate(&args.files)?);
+            } else if let Some(factor) = args.rate_of {
+                println!("{:.0}", table::rate_of(&args.files, factor)?);
             } else {
                 print!("{}", table::render(&args.files, args.raw_rs256_us)?);
             }
@@ -239,6 +263,11 @@ fn make_corpus(args: &CorpusArgs) -> anyhow::Result<()> {
                 cold: n,
                 hot_share,
             },
+            Reuse::HotColdCalls { hot, hot_share, .. } => Reuse::HotColdCalls {
+                hot,
+                cold: n,
+                hot_share,
+            },
         };
     }
     if let Some(share) = args.invalid_share {
@@ -264,12 +293,19 @@ fn make_corpus(args: &CorpusArgs) -> anyhow::Result<()> {
             .try_into()
             .context("the clock is past 2^63")?,
     };
+    let metrics_listen = match args.metrics_listen.as_deref() {
+        Some("") => None,
+        Some(addr) => Some(addr.to_owned()),
+        None if scenario.metrics => Some(free_loopback_port()?),
+        None => None,
+    };
     let options = corpus::Options {
         scenario,
         seed: args.seed,
         now,
         ttl: args.ttl,
         listen: args.listen.clone(),
+        metrics_listen,
     };
     let corpus = corpus::generate(&options)?;
     corpus.write(&args.out)?;
@@ -278,14 +314,37 @@ fn make_corpus(args: &CorpusArgs) -> anyhow::Result<()> {
         std::fs::write(path, data).with_context(|| format!("cannot write {}", path.display()))?;
     }
     eprintln!(
-        "jwtd-load corpus: {} ({} distinct tokens, stream of {}, {} per call) in {}",
+        "jwtd-load corpus: {} ({} distinct tokens, stream of {}, {} per call{}{}) in {}",
         corpus.meta.scenario,
         corpus.meta.distinct,
         corpus.meta.stream,
         corpus.meta.batch,
+        if corpus.meta.hot_calls.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", {} of {} calls hot",
+                corpus.meta.hot_calls.len(),
+                corpus.meta.stream / corpus.meta.batch.max(1)
+            )
+        },
+        corpus
+            .meta
+            .metrics_listen
+            .as_deref()
+            .map_or(String::new(), |a| format!(", /metrics on {a}")),
         args.out.display()
     );
     Ok(())
+}
+
+/// A loopback address whose port is free now (the OS picks it; released at
+/// once, so jwtd can bind it when it starts: another process could take it
+/// in between, which `--metrics-listen` avoids).
+fn free_loopback_port() -> anyhow::Result<String> {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free loopback port")?;
+    Ok(listener.local_addr()?.to_string())
 }
 
 fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
@@ -318,11 +377,34 @@ fn drive(args: &RunArgs) -> anyhow::Result<ExitCode> {
         timeout: args.timeout,
         progress: !args.no_progress,
         server_pid: args.server_pid,
+        allow_shed: args.allow_shed,
+        metrics_url: args.metrics_url.clone(),
     };
+    if let Some(rate) = args.rate {
+        let needed = (rate * args.timeout.as_secs_f64()).ceil();
+        if (args.concurrency as f64) < needed {
+            eprintln!(
+                "jwtd-load: --concurrency {} is below rate × timeout ({needed:.0}): if the server \
+                 falls behind, the driver will hold calls back (reported as throttled)",
+                args.concurrency
+            );
+        }
+    }
     let outcome = runtime(args.threads)?.block_on(async {
         let channels = driver::connect(&options.addr, options.connections, options.timeout).await?;
         driver::run(requests, channels, &options).await
     })?;
+    if outcome.prime_failed > 0 {
+        eprintln!(
+            "jwtd-load: {} of {} hot calls failed when primed; hot calls may miss the memo",
+            outcome.prime_failed, outcome.primed
+        );
+    }
+    let (server_time, metrics_error) = match outcome.server_time {
+        Some(Ok(times)) => (Some(times), None),
+        Some(Err(e)) => (None, Some(e.to_string())),
+        None => (None, None),
+    };
     let context = Context {
         scenario: corpus.meta.scenario.clone(),
         batch,
@@ -347,7 +429,15 @@ fn drive(args: &RunArgs) -> anyhow::Result<ExitCode> {
             "warmup": args.warmup.as_nanos() as u64,
             "threads": args.threads,
             "label": args.label,
+            "timeout": args.timeout.as_nanos() as u64,
+            "allowShed": args.allow_shed,
+            "metricsUrl": args.metrics_url,
         }),
+        allow_shed: args.allow_shed,
+        offered: outcome.offered,
+        server_time,
+        metrics_error,
+        primed_calls: outcome.primed,
     };
     let report = Report::new(&outcome.tally, context);
     let rendered = match args.format {
@@ -361,6 +451,10 @@ fn drive(args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     if report.count == 0 {
         eprintln!("jwtd-load: no call completed in the measured phase");
+        return Ok(ExitCode::from(2));
+    }
+    if let Some(e) = &report.metrics_error {
+        eprintln!("jwtd-load: --metrics-url gave no server time: {e}");
         return Ok(ExitCode::from(2));
     }
     if let Some(max) = args.max_error_rate

@@ -1,7 +1,39 @@
-//! The five standard scenarios, by name: the same names as the ghz configs in
+//! The six standard scenarios, by name: the same names as the ghz configs in
 //! `loadtest/ghz/`. A scenario fixes the corpus shape (algorithms, batch,
 //! distinct tokens, invalid kinds and share, memo hit ratio) and the jwtd
 //! `[cache]` settings that make it hot or cold; run options stay free.
+//!
+//! Decisions for `overload` (jwtd's admission control: a bound on cold
+//! tokens, calls past it shed with RESOURCE_EXHAUSTED, calls of memo hits
+//! never shed):
+//! - **Hot and cold calls, not tokens.** Admission is decided per call, on
+//!   its cold tokens, so the hot share is one of calls: a quarter of the
+//!   calls take all 8 tokens from 32 that stay memoized (they must never be
+//!   shed), the rest take 8 consecutive tokens of an 8,192-token cycle, four
+//!   times the 2,048-entry memo, so they miss. 8 tokens per call rather than
+//!   64 makes calls cheap enough for a 2-core machine to offer several times
+//!   its capacity, and the bound to shed at call grain.
+//! - **Why 32 hot tokens in 2,048 entries.** A hot call that is no longer
+//!   all hits may be shed, which the driver counts as an error, so the hot
+//!   set must stay memoized. jwtd's CLOCK eviction drops an entry that was
+//!   not hit during one turn of its hand (about 2,000 inserts here, some
+//!   250 cold calls and 80 hot ones). Each hot call takes 8 of the 32, so a
+//!   hot token sits out 80 hot calls with probability (3/4)^80, about 1e-10;
+//!   with 64 in a 1,024-entry memo it would be (7/8)^40, 0.5% per token and
+//!   turn. (The hand also drops a hit entry outright after 16 hit ones in a
+//!   row; the driver's priming order keeps hot entries apart for that.)
+//!   Runs must also stay under `memo_max_ttl_seconds` (300 s by default)
+//!   after priming, or every hot entry expires at once.
+//! - **The cold cycle is sized to the offered load, not fixed.** A cold
+//!   token must not come round while its last copy may still be queued or
+//!   memoized: at 22k calls/s the 8,192-token cycle repeats every 70 ms, and
+//!   a release run at 3× capacity saw 49% memo hits instead of 25% (and hot
+//!   entries evicted in the churn). `measure.sh` writes the open-loop corpus
+//!   with `--distinct` of rate × (deadline + 250 ms) × 6 cold tokens.
+//! - **No `max_pending_tokens` in its config**, so the same file runs on a
+//!   jwtd without admission control (a baseline) and on one with its
+//!   default bound. Its `/metrics` is on, for the server-side time of shed
+//!   and admitted calls.
 
 use std::fmt;
 
@@ -116,6 +148,18 @@ pub enum Reuse {
         /// Share of the stream drawn from the hot set.
         hot_share: f64,
     },
+    /// A share `hot_share` of the calls take all their tokens (distinct)
+    /// from `hot` tokens that stay memoized; every other call takes the next
+    /// `batch` tokens of a cycle of `cold` (rounded up to whole calls). The
+    /// corpus records which calls are hot.
+    HotColdCalls {
+        /// Tokens that stay memoized (at least a batch).
+        hot: usize,
+        /// Tokens of the cold cycle.
+        cold: usize,
+        /// Share of the calls that are hot.
+        hot_share: f64,
+    },
 }
 
 /// A scenario: everything that shapes its corpus and its jwtd config.
@@ -139,15 +183,18 @@ pub struct Scenario {
     pub memo_entries: usize,
     /// jwtd `cache.negative_entries`.
     pub negative_entries: usize,
+    /// Whether its jwtd config serves `/metrics`.
+    pub metrics: bool,
 }
 
 /// The standard scenario names, in table order.
-pub const NAMES: [&str; 5] = [
+pub const NAMES: [&str; 6] = [
     "single-cold",
     "batch64-cold",
     "batch64-hot",
     "mixed",
     "flood",
+    "overload",
 ];
 
 /// Padding that makes an RS256 token about 720 bytes, the "typical access
@@ -167,6 +214,7 @@ impl Scenario {
             claim_bytes: DEFAULT_CLAIM_BYTES,
             memo_entries: 0,
             negative_entries: 0,
+            metrics: false,
         };
         let scenario = match name {
             // Latency of one cold RS256 token per call. The memo is off, so a
@@ -212,6 +260,20 @@ impl Scenario {
                 negative_entries: 10_000,
                 ..base
             },
+            // Offered above capacity: a quarter of the calls all memo hits,
+            // the rest cold (see the module doc).
+            "overload" => Scenario {
+                batch: 8,
+                reuse: Reuse::HotColdCalls {
+                    hot: 32,
+                    cold: 8192,
+                    hot_share: 0.25,
+                },
+                memo_entries: 2048,
+                negative_entries: 10_000,
+                metrics: true,
+                ..base
+            },
             _ => return None,
         };
         Some(scenario)
@@ -228,6 +290,8 @@ mod tests {
             let s = Scenario::named(name).unwrap_or_else(|| panic!("{name}"));
             assert_eq!(s.name, name);
             assert!(s.batch >= 1);
+            // Only overload serves /metrics; the others measure jwtd alone.
+            assert_eq!(s.metrics, name == "overload", "{name}");
         }
         assert!(Scenario::named("nope").is_none());
     }
@@ -283,6 +347,14 @@ mod tests {
                 config.get("proto").is_none(),
                 "{name}: reflection, not --proto"
             );
+            for key in ["rps", "connections", "concurrency", "skipFirst", "total"] {
+                if let Some(v) = config.get(key) {
+                    assert!(
+                        v.as_u64().is_some_and(|n| n > 0),
+                        "{name}: {key} {v} is not a positive integer (ghz reads a uint)"
+                    );
+                }
+            }
             for key in ["duration", "timeout"] {
                 if let Some(v) = config.get(key) {
                     let v = v.as_str().unwrap_or_default();
@@ -294,6 +366,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn overload_cold_cycle_outgrows_the_memo_and_the_hot_set_fits() {
+        let s = Scenario::named("overload").expect("standard");
+        let Reuse::HotColdCalls {
+            hot,
+            cold,
+            hot_share,
+        } = s.reuse
+        else {
+            panic!("overload is hot and cold by call: {:?}", s.reuse);
+        };
+        assert_eq!(s.batch, 8);
+        assert!(hot >= s.batch && hot * 4 <= s.memo_entries, "{hot}");
+        assert!(cold >= 4 * s.memo_entries, "{cold}");
+        assert!((0.2..=0.3).contains(&hot_share));
+        assert_eq!(s.algs, vec![Alg::Rs256]);
+        assert_eq!(s.invalid_share, 0.0);
     }
 
     #[test]

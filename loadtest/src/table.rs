@@ -1,6 +1,8 @@
 //! BENCHMARKS.md rows from `jwtd-load run --format json` reports: medians
 //! over repeated runs, grouped by scenario and the run's `--label` (`jwtd`,
-//! `echo`, `jwtd-half-rate`), so one script reproduces the table.
+//! `echo`, `jwtd-half-rate`), so one script reproduces the table. Fixed-rate
+//! `overload` reports (any label but `jwtd`, e.g. `jwtd-overload`,
+//! `baseline-overload`) get a table of their own, one row per label.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -123,7 +125,107 @@ pub fn render(files: &[PathBuf], raw_rs256_us: Option<f64>) -> Result<String, Er
     if let Some(floor) = floor {
         let _ = writeln!(out, "\n2× raw RS256 floor: {floor:.0} tokens/s");
     }
+    let overload: BTreeMap<&String, &Vec<Value>> = groups
+        .iter()
+        .filter(|((scenario, label), _)| scenario == "overload" && label != "jwtd")
+        .map(|((_, label), reports)| (label, reports))
+        .collect();
+    if !overload.is_empty() {
+        out.push('\n');
+        out.push_str(&overload_table(&overload));
+    }
     Ok(out)
+}
+
+/// The overload table: one row per label, `jwtd…` labels first.
+fn overload_table(groups: &BTreeMap<&String, &Vec<Value>>) -> String {
+    let mut out = String::from(
+        "| binary | offered calls/s | goodput tokens/s | admitted p50 | admitted p99 | admitted p99.9 | hot p99 | shed share | failed share | shed p50 | shed p99 | shed server time < 1 ms | server peak RSS | runs |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    let mut labels: Vec<&&String> = groups.keys().collect();
+    labels.sort_by_key(|l| (!l.starts_with("jwtd"), l.to_string()));
+    let mut throttled = Vec::new();
+    for label in labels {
+        let reports = groups[*label];
+        let ns_ms = |pick: &dyn Fn(&Value) -> Option<f64>| {
+            fmt(field(reports, pick).map(|ns| ns / 1e6), " ms", 2)
+        };
+        let share = |pick: &dyn Fn(&Value) -> Option<f64>| {
+            fmt(field(reports, pick).map(|s| 100.0 * s), "%", 1)
+        };
+        let offered = format!(
+            "{} ({} asked)",
+            fmt(
+                field(reports, |r| r["offered"]["sentPerSec"].as_f64()),
+                "",
+                0
+            ),
+            fmt(field(reports, |r| r["options"]["rps"].as_f64()), "", 0),
+        );
+        let rss = reports
+            .iter()
+            .filter_map(|r| r["serverPeakRssBytes"].as_f64())
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+        let held: f64 = reports
+            .iter()
+            .filter_map(|r| r["offered"]["throttledCalls"].as_f64())
+            .sum();
+        if held > 0.0 {
+            throttled.push(format!("{label}: {held:.0} calls"));
+        }
+        let _ = writeln!(
+            out,
+            "| {} | {offered} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            label.strip_suffix("-overload").unwrap_or(label),
+            fmt(field(reports, |r| r["goodputTokensPerSec"].as_f64()), "", 0),
+            ns_ms(&|r| r["admittedLatency"]["p50"].as_f64()),
+            ns_ms(&|r| r["admittedLatency"]["p99"].as_f64()),
+            ns_ms(&|r| r["admittedLatency"]["p99.9"].as_f64()),
+            ns_ms(&|r| r["hotLatency"]["p99"].as_f64()),
+            share(&|r| r["shedShare"].as_f64()),
+            share(&|r| Some(r["failedCalls"].as_f64()? / r["count"].as_f64()?.max(1.0))),
+            ns_ms(&|r| r["shedLatency"]["p50"]
+                .as_f64()
+                .filter(|_| shed_calls(r) > 0.0)),
+            ns_ms(&|r| r["shedLatency"]["p99"]
+                .as_f64()
+                .filter(|_| shed_calls(r) > 0.0)),
+            share(&|r| r["serverTime"]["shed"]["shareUnder"]["0.001"].as_f64()),
+            fmt(rss.map(|b| b / 1048576.0), " MiB", 0),
+            reports.len(),
+        );
+    }
+    if !throttled.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nThe driver held calls back (in-flight cap full): {}; those rows offered less than asked.",
+            throttled.join(", ")
+        );
+    }
+    out
+}
+
+fn shed_calls(report: &Value) -> f64 {
+    report["shed"]["calls"].as_f64().unwrap_or(0.0)
+}
+
+/// Admitted calls per second of a report (all calls for reports written
+/// before shedding was counted).
+fn admitted_rate(report: &Value) -> Option<f64> {
+    let secs = report["total"].as_f64()? / 1e9;
+    match report["admitted"]["calls"].as_f64() {
+        Some(calls) if secs > 0.0 => Some(calls / secs),
+        _ => report["rps"].as_f64(),
+    }
+}
+
+/// `factor` times the median admitted calls/s of the reports in `files`.
+pub fn rate_of(files: &[PathBuf], factor: f64) -> Result<f64, Error> {
+    let reports = files.iter().map(load).collect::<Result<Vec<_>, _>>()?;
+    field(&reports, admitted_rate)
+        .map(|rps| (rps * factor).max(1.0))
+        .ok_or_else(|| Error::Corpus("no report with a rate".into()))
 }
 
 fn load(path: &PathBuf) -> Result<Value, Error> {
@@ -134,7 +236,7 @@ fn load(path: &PathBuf) -> Result<Value, Error> {
 /// One line about one report: what CI prints per scenario.
 pub fn summary(path: &PathBuf) -> Result<String, Error> {
     let r = load(path)?;
-    Ok(format!(
+    let mut line = format!(
         "{}: {} calls, {} tokens, {:.0} tokens/s, p99 {:.2} ms, unexpected {}, statuses {}",
         r["scenario"].as_str().unwrap_or("?"),
         r["count"],
@@ -143,7 +245,25 @@ pub fn summary(path: &PathBuf) -> Result<String, Error> {
         percentile(&r, 99.0).unwrap_or(0.0) / 1e6,
         r["unexpectedTokens"],
         r["tokenStatusDistribution"],
-    ))
+    );
+    if r["allowShed"].as_bool() == Some(true) || shed_calls(&r) > 0.0 {
+        let _ = write!(
+            line,
+            ", shed {} calls, failed {}, hot p99 {:.2} ms",
+            r["shed"]["calls"],
+            r["failedCalls"],
+            r["hotLatency"]["p99"].as_f64().unwrap_or(0.0) / 1e6,
+        );
+    }
+    if let Some(e) = r["offered"]["rate"].as_f64() {
+        let _ = write!(
+            line,
+            ", offered {e:.0}/s (sent {:.0}/s, {} held back)",
+            r["offered"]["sentPerSec"].as_f64().unwrap_or(0.0),
+            r["offered"]["throttledCalls"],
+        );
+    }
+    Ok(line)
 }
 
 /// Half the median calls/s of the reports in `files`.
@@ -163,5 +283,86 @@ mod tests {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(vec![]), None);
+    }
+
+    fn write(dir: &std::path::Path, name: &str, report: &Value) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, report.to_string()).expect("write");
+        path
+    }
+
+    fn overload_report(label: &str, shed: u64, failed: u64, admitted_p99_ms: u64) -> Value {
+        serde_json::json!({
+            "scenario": "overload",
+            "options": { "label": label, "rps": 3000.0 },
+            "count": 1000,
+            "total": 2_000_000_000u64,
+            "rps": 500.0,
+            "tokensPerSec": 1000.0,
+            "latencyDistribution": [],
+            "goodputTokensPerSec": 1234.0,
+            "admitted": { "calls": 1000 - shed - failed, "tokens": 8 * (1000 - shed - failed) },
+            "shed": { "calls": shed, "tokens": 8 * shed },
+            "failedCalls": failed,
+            "shedShare": shed as f64 / 1000.0,
+            "admittedLatency": { "count": 1, "p50": 1_000_000, "p90": 2_000_000, "p99": admitted_p99_ms * 1_000_000, "p99.9": 9_000_000 },
+            "hotLatency": { "count": 1, "p50": 100_000, "p90": 100_000, "p99": 300_000, "p99.9": 400_000 },
+            "shedLatency": { "count": shed, "p50": 150_000, "p90": 150_000, "p99": 250_000, "p99.9": 300_000 },
+            "offered": { "rate": 3000.0, "sentPerSec": 2990.0, "sentCalls": 5980, "throttledCalls": 0, "maxSendLagNs": 0, "peakInFlight": 10, "inFlightCap": 3000 },
+            "serverTime": if shed > 0 { serde_json::json!({ "shed": { "shareUnder": { "0.001": 0.97 } } }) } else { Value::Null },
+            "serverPeakRssBytes": 50.0 * 1048576.0,
+        })
+    }
+
+    #[test]
+    fn overload_rows_and_rates() {
+        let dir = std::env::temp_dir().join(format!("jwtd-load-table-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let files = vec![
+            write(
+                &dir,
+                "a.json",
+                &overload_report("jwtd-overload", 600, 0, 20),
+            ),
+            write(
+                &dir,
+                "b.json",
+                &overload_report("jwtd-overload", 400, 0, 40),
+            ),
+            write(
+                &dir,
+                "c.json",
+                &overload_report("baseline-overload", 0, 250, 900),
+            ),
+        ];
+        let table = render(&files, None).expect("renders");
+        let rows: Vec<&str> = table
+            .lines()
+            .filter(|l| l.starts_with("| jwtd |") || l.starts_with("| baseline |"))
+            .collect();
+        assert_eq!(rows.len(), 2, "{table}");
+        // jwtd first; medians of its two runs (p99 30 ms, shed 50%).
+        assert_eq!(
+            rows[0],
+            "| jwtd | 2990 (3000 asked) | 1234 | 1.00 ms | 30.00 ms | 9.00 ms | 0.30 ms | 50.0% | 0.0% | 0.15 ms | 0.25 ms | 97.0% | 50 MiB | 2 |"
+        );
+        // The baseline sheds nothing: no shed latency, no server shed time.
+        assert_eq!(
+            rows[1],
+            "| baseline | 2990 (3000 asked) | 1234 | 1.00 ms | 900.00 ms | 9.00 ms | 0.30 ms | 0.0% | 25.0% | — | — | — | 50 MiB | 1 |"
+        );
+        assert!(!table.contains("held calls back"));
+
+        // 3× the admitted rate: (1000 - 600) / 2 s and (1000 - 400) / 2 s,
+        // median 250 calls/s, times 3.
+        assert_eq!(rate_of(&files[..2], 3.0).expect("rate"), 750.0);
+        // Reports without admitted counts fall back to rps.
+        let old = write(
+            &dir,
+            "d.json",
+            &serde_json::json!({ "total": 1_000_000_000u64, "rps": 80.0 }),
+        );
+        assert_eq!(rate_of(&[old], 0.5).expect("rate"), 40.0);
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -1,6 +1,7 @@
-//! Short runs of the real driver against the echo server and against jwtd
-//! itself, both in-process on 127.0.0.1:0. Counts and statuses only: no
-//! timing assertions.
+//! Short runs of the real driver against the echo server, a stub that sheds,
+//! a stub that is slow, and jwtd itself, all in-process on 127.0.0.1:0.
+//! Counts and statuses only, and lower bounds on latency where a stall must
+//! show: no assertion that something is fast.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests state their expectations by panicking.
 
@@ -33,6 +34,11 @@ fn small_corpus(name: &str) -> (Corpus, PathBuf) {
             cold: 64,
             hot_share,
         },
+        Reuse::HotColdCalls { hot_share, .. } => Reuse::HotColdCalls {
+            hot: 16,
+            cold: 96,
+            hot_share,
+        },
     };
     // Enough invalid tokens in a small mixed corpus to see each kind.
     if name == "mixed" {
@@ -47,6 +53,7 @@ fn small_corpus(name: &str) -> (Corpus, PathBuf) {
             .as_secs() as i64,
         ttl: 3600,
         listen: "127.0.0.1:0".into(),
+        metrics_listen: None,
     };
     let corpus = corpus::generate(&options).unwrap();
     let dir = scratch(name);
@@ -65,11 +72,16 @@ fn options(addr: String, stop: Stop, rate: Option<f64>) -> driver::Options {
         timeout: Duration::from_secs(20),
         progress: false,
         server_pid: Some(std::process::id()),
+        allow_shed: false,
+        metrics_url: None,
     }
 }
 
 async fn drive(corpus: &Corpus, addr: String, stop: Stop, rate: Option<f64>) -> Report {
-    let options = options(addr, stop, rate);
+    drive_with(corpus, options(addr, stop, rate)).await
+}
+
+async fn drive_with(corpus: &Corpus, options: driver::Options) -> Report {
     let channels = driver::connect(&options.addr, options.connections, options.timeout)
         .await
         .unwrap();
@@ -89,6 +101,9 @@ async fn drive(corpus: &Corpus, addr: String, stop: Stop, rate: Option<f64>) -> 
             driver_cpu: outcome.driver_cpu,
             server_cpu: outcome.server_cpu,
             server_peak_rss: outcome.server_peak_rss,
+            allow_shed: options.allow_shed,
+            offered: outcome.offered,
+            primed_calls: outcome.primed,
             ..Context::default()
         },
     )
@@ -189,4 +204,197 @@ async fn jwtd_answers_every_scenario_as_the_corpus_expects() {
         let _ = stop.send(());
         std::fs::remove_dir_all(dir).ok();
     }
+}
+
+/// How the stub below answers a call that is not all hot tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stub {
+    /// Every other cold call shed with a pushback of 7 ms; hot calls served.
+    Sheds,
+    /// As Sheds, but hot calls are shed too (a broken admission control).
+    ShedsHot,
+    /// Every other cold call RESOURCE_EXHAUSTED without a pushback trailer.
+    NoPushback,
+    /// Every call served after 100 ms.
+    Slow,
+}
+
+#[derive(Debug)]
+struct StubServer {
+    hot: std::collections::HashSet<String>,
+    mode: Stub,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+#[tonic::async_trait]
+impl jwtd::pb::verifier_service_server::VerifierService for StubServer {
+    async fn verify(
+        &self,
+        request: tonic::Request<jwtd::pb::VerifyRequest>,
+    ) -> Result<tonic::Response<jwtd::pb::VerifyResponse>, tonic::Status> {
+        use std::sync::atomic::Ordering;
+        let tokens = request.into_inner().tokens;
+        let hot = tokens.iter().all(|t| self.hot.contains(t));
+        let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        if self.mode == Stub::Slow {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let shed = match self.mode {
+            Stub::Sheds | Stub::NoPushback => !hot && n.is_multiple_of(2),
+            Stub::ShedsHot => n.is_multiple_of(2),
+            Stub::Slow => false,
+        };
+        if shed {
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            if self.mode != Stub::NoPushback {
+                metadata.insert("grpc-retry-pushback-ms", "7".parse().unwrap());
+            }
+            return Err(tonic::Status::with_metadata(
+                tonic::Code::ResourceExhausted,
+                format!(
+                    "{} cold tokens would exceed max_pending_tokens = 1",
+                    tokens.len()
+                ),
+                metadata,
+            ));
+        }
+        Ok(tonic::Response::new(jwtd::pb::VerifyResponse {
+            results: tokens
+                .iter()
+                .map(|_| jwtd::pb::VerifyResult {
+                    status: jwtd::pb::Status::Valid as i32,
+                    cached: hot,
+                    ..Default::default()
+                })
+                .collect(),
+        }))
+    }
+}
+
+async fn stub_server(corpus: &Corpus, mode: Stub) -> (String, oneshot::Sender<()>) {
+    let calls: Vec<&[(jwtd::pb::Status, String)]> =
+        corpus.stream.chunks(corpus.meta.batch).collect();
+    let hot = corpus
+        .meta
+        .hot_calls
+        .iter()
+        .flat_map(|&c| calls[c].iter().map(|(_, t)| t.clone()))
+        .collect();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let service = jwtd::pb::verifier_service_server::VerifierServiceServer::new(StubServer {
+        hot,
+        mode,
+        calls: Default::default(),
+    });
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                async {
+                    let _ = stopped.await;
+                },
+            ),
+    );
+    (addr, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shed_calls_are_counted_apart_from_failures() {
+    let (corpus, dir) = small_corpus("overload");
+    let hot_calls = corpus.meta.hot_calls.len() as u64;
+    assert!(hot_calls > 0);
+    let calls = 4 * (corpus.stream.len() / corpus.meta.batch) as u64;
+
+    // A server that sheds half the cold calls, with a pushback trailer.
+    let (addr, stop) = stub_server(&corpus, Stub::Sheds).await;
+    let mut shedding = options(addr.clone(), Stop::Count(calls), None);
+    shedding.allow_shed = true;
+    let report = drive_with(&corpus, shedding.clone()).await;
+    assert_eq!(report.count, calls);
+    assert_eq!(report.primed_calls, hot_calls, "each hot call primed once");
+    assert!(
+        report.shed.calls > 0,
+        "{:?}",
+        report.status_code_distribution
+    );
+    assert_eq!(report.failed_calls, 0, "{:?}", report.error_distribution);
+    assert_eq!(report.error_rate, 0.0);
+    assert_eq!(report.admitted.calls + report.shed.calls, calls);
+    assert_eq!(report.shed.tokens, report.shed.calls * 8);
+    assert_eq!(report.shed_by_reason["pending"].calls, report.shed.calls);
+    assert_eq!(report.shed_latency.count, report.shed.calls);
+    assert_eq!(report.hot_latency.count, 4 * hot_calls);
+    assert_eq!(report.hot_uncached_tokens, 0);
+    assert_eq!(report.good_tokens, report.admitted.tokens);
+    let pushback = report.pushback_ms.unwrap();
+    assert_eq!((pushback.min, pushback.median, pushback.max), (7, 7, 7));
+    assert_eq!(
+        report.status_code_distribution.get("ResourceExhausted"),
+        Some(&report.shed.calls)
+    );
+
+    // The same answers without --allow-shed are failures.
+    shedding.allow_shed = false;
+    let strict = drive_with(&corpus, shedding).await;
+    assert_eq!(strict.shed.calls, 0);
+    assert!(strict.failed_calls > 0);
+    assert!(strict.error_rate > 0.0);
+    let _ = stop.send(());
+
+    // Shedding a hot call, or shedding without a trailer, is an error.
+    for (mode, needle) in [
+        (Stub::ShedsHot, "a hot call"),
+        (Stub::NoPushback, "no grpc-retry-pushback-ms trailer"),
+    ] {
+        let (addr, stop) = stub_server(&corpus, mode).await;
+        let mut options = options(addr, Stop::Count(calls), None);
+        options.allow_shed = true;
+        let report = drive_with(&corpus, options).await;
+        assert!(report.failed_calls > 0, "{mode:?}");
+        assert!(report.error_rate > 0.0, "{mode:?}");
+        assert!(
+            report.error_distribution.keys().any(|e| e.contains(needle)),
+            "{mode:?}: {:?}",
+            report.error_distribution
+        );
+        let _ = stop.send(());
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_rate_is_offered_whatever_the_server_answers() {
+    // Each call takes 100 ms. At 400 calls/s, 40 calls need about 40 in
+    // flight: with room for them, none waits for a slot; with 4 slots, the
+    // driver holds most back, says so, and their latency still counts from
+    // their due times (the last one is due at 97.5 ms, answered after ~1 s).
+    let (corpus, dir) = small_corpus("batch64-hot");
+    let (addr, stop) = stub_server(&corpus, Stub::Slow).await;
+    let mut roomy = options(addr.clone(), Stop::Count(40), Some(400.0));
+    roomy.concurrency = 1000;
+    let report = drive_with(&corpus, roomy).await;
+    assert_eq!(report.count, 40);
+    let offered = report.offered.clone().unwrap();
+    assert_eq!(offered.sent_calls, 40);
+    assert_eq!(offered.throttled_calls, 0);
+    assert_eq!(offered.in_flight_cap, 1000);
+    assert!(offered.peak_in_flight > 4, "{offered:?}");
+
+    let mut tight = options(addr, Stop::Count(40), Some(400.0));
+    tight.concurrency = 4;
+    let report = drive_with(&corpus, tight).await;
+    assert_eq!(report.count, 40);
+    let offered = report.offered.clone().unwrap();
+    // Calls wait for a slot whenever none is free when they fall due (one
+    // freed just in time is not counted), and the send lag shows the rest.
+    assert!(offered.throttled_calls >= 10, "{offered:?}");
+    assert!(offered.max_send_lag_ns >= 500_000_000, "{offered:?}");
+    assert!(offered.sent_per_sec < 200.0, "{offered:?}");
+    assert_eq!(offered.peak_in_flight, 4);
+    assert!(report.slowest >= 500_000_000, "{}", report.slowest);
+    let _ = stop.send(());
+    std::fs::remove_dir_all(dir).ok();
 }

@@ -25,7 +25,10 @@
 //! - **Deadlines.** The wait before a call's cold work starts is estimated
 //!   as `pending × cost / threads`, `cost` an average of sampled check
 //!   times on the pool. A call whose `grpc-timeout` would expire first is
-//!   shed before it costs any CPU, with RESOURCE_EXHAUSTED rather than
+//!   shed before it costs any CPU (weighed when its first chunk asks for
+//!   room: its later chunks wait behind its own, and a batch too big for its
+//!   own deadline is stopped by the deadline, not shed), with
+//!   RESOURCE_EXHAUSTED rather than
 //!   DEADLINE_EXCEEDED: the deadline has not passed, this replica is just
 //!   too busy, and RESOURCE_EXHAUSTED is the code gRPC retry policies and
 //!   Envoy treat as "try again later, maybe elsewhere" (DEADLINE_EXCEEDED is

@@ -589,9 +589,14 @@ impl Engine {
         R: Send + 'static,
         F: Fn(Result<Verified<'_>, &Rejection>, bool) -> R + Send + Sync + Copy + 'static,
     {
-        let reserved =
-            self.admission
-                .try_reserve(work.len(), limit, job.deadline, Instant::now())?;
+        // The deadline is weighed at the call's first hand-off only: its
+        // later chunks wait behind its own first ones, not behind others, and
+        // a batch too big for its own deadline is stopped by that deadline
+        // (cancellation), not shed as if the server were busy.
+        let deadline = job.deadline.filter(|_| scan.pending.is_empty());
+        let reserved = self
+            .admission
+            .try_reserve(work.len(), limit, deadline, Instant::now())?;
         if scan.pending.is_empty() {
             scan.pool_span = otel::verify_span();
         }

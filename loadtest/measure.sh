@@ -23,7 +23,7 @@
 # rate, open loop, with --allow-shed, each call's deadline OVERLOAD_TIMEOUT_MS
 # (1000) and room for twice rate × deadline calls in flight, so the driver
 # never holds a call back; their corpus is made again with a cold cycle long
-# enough for that rate (about 170k tokens at 22k calls/s: 35 s of signing). With JWTD_BASELINE=path/to/an/older/jwtd, the same
+# enough for that rate (about 150k tokens at 5k calls/s: 30 s of signing). With JWTD_BASELINE=path/to/an/older/jwtd, the same
 # offered load runs on it too, interleaved run by run (the corpus's config
 # sets no max_pending_tokens, so either binary reads it). The overload table
 # follows the main one.
@@ -86,8 +86,8 @@ measure_overload() {
     # be queued or memoized: at 20k calls/s the standard 1,365-call stream
     # repeats every 70 ms, and a run at 3x capacity then saw 49% memo hits
     # instead of 25%. So the open-loop corpus has a cold cycle of
-    # rate × (deadline + 250 ms) calls, 6 cold tokens per call (3/4 of 8).
-    local cold=$(( rate * (OVERLOAD_TIMEOUT_MS + 250) / 1000 * 6 ))
+    # rate × (deadline + 250 ms) calls, 24 cold tokens per call (3/4 of 32).
+    local cold=$(( rate * (OVERLOAD_TIMEOUT_MS + 250) / 1000 * 24 ))
     [ "$cold" -ge 8192 ] || cold=8192
     "$BIN/jwtd-load" corpus --scenario overload --out "$OUT/overload" --distinct "$cold"
     echo "overload: capacity × $OVERLOAD_FACTOR = $rate calls/s offered, $slots calls in flight allowed, cold cycle of $cold tokens" >&2

@@ -663,12 +663,13 @@ mod tests {
         options.metrics_listen = Some("127.0.0.1:9999".into());
         let corpus = generate(&options).expect("corpus");
         let batch = corpus.meta.batch;
-        assert_eq!(batch, 8);
-        // 16 hot tokens and a cold cycle of 96 = 12 calls; a quarter of the
-        // calls hot: 12 * 0.25 / 0.75 = 4 hot calls, 16 calls in all.
-        assert_eq!(corpus.meta.distinct, 16 + 96);
-        assert_eq!(corpus.stream.len(), 16 * batch);
-        assert_eq!(corpus.meta.hot_calls.len(), 4);
+        assert_eq!(batch, 32);
+        // 16 hot tokens asked, raised to a batch of 32, and a cold cycle of
+        // 96 = 3 calls; a quarter of the calls hot: 3 * 0.25 / 0.75 = 1 hot
+        // call, 4 calls in all.
+        assert_eq!(corpus.meta.distinct, 32 + 96);
+        assert_eq!(corpus.stream.len(), 4 * batch);
+        assert_eq!(corpus.meta.hot_calls.len(), 1);
         let calls: Vec<&[(Status, String)]> = corpus.stream.chunks(batch).collect();
         let hot: std::collections::HashSet<&String> = corpus
             .meta
@@ -676,7 +677,7 @@ mod tests {
             .iter()
             .flat_map(|&c| calls[c].iter().map(|(_, t)| t))
             .collect();
-        assert!(hot.len() <= 16, "{}", hot.len());
+        assert!(hot.len() <= 32, "{}", hot.len());
         let mut cold_seen = std::collections::HashSet::new();
         for (c, call) in calls.iter().enumerate() {
             let tokens: std::collections::HashSet<&String> = call.iter().map(|(_, t)| t).collect();

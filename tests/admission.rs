@@ -349,3 +349,35 @@ async fn a_shed_check_is_denied_503_with_retry_after_or_an_error_as_configured()
         assert_eq!(after.status.unwrap().code, 0, "{mode:?}: served again");
     }
 }
+
+/// The pool's threads run at a lower priority than the network threads, so
+/// under overload the front end (hits, shedding) gets the CPU first.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_verification_threads_are_niced() {
+    let _engine = engine(2, BOUND);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut nice = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let path = task.unwrap().path();
+            let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+                continue;
+            };
+            if !comm.trim().starts_with("jwtd-verify-") {
+                continue;
+            }
+            let stat = std::fs::read_to_string(path.join("stat")).unwrap();
+            // The fields after the command's closing parenthesis: state is
+            // field 3, nice is field 19.
+            let rest = &stat[stat.rfind(')').unwrap() + 2..];
+            let n: i32 = rest.split(' ').nth(16).unwrap().parse().unwrap();
+            nice.push(n);
+        }
+        if !nice.is_empty() && nice.iter().all(|n| *n == jwtd::engine::POOL_NICE) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "pool threads' nice: {nice:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -34,10 +34,13 @@ use tokio::sync::watch;
 
 use crate::runtime::memo::{Digest, DigestHasher};
 
-/// The tokens being checked now, each with the channel its outcome goes to.
+/// The tokens being checked now. An entry gets a channel only when a second
+/// call joins: most cold tokens are brought by one call, and for them a
+/// lead costs one insert and one remove (the channel's allocation would
+/// have doubled that; measured in `benches/verify.rs`).
 #[derive(Debug)]
 pub struct InFlight<T> {
-    map: DashMap<Digest, watch::Receiver<Option<T>>, DigestHasher>,
+    map: DashMap<Digest, Option<watch::Sender<Option<T>>>, DigestHasher>,
 }
 
 /// What a call does about a token it missed the memo on.
@@ -54,7 +57,8 @@ pub enum Join<T> {
 pub struct Lead<T> {
     table: Arc<InFlight<T>>,
     digest: Digest,
-    tx: watch::Sender<Option<T>>,
+    /// The entry is gone already (settled with an outcome).
+    removed: bool,
 }
 
 /// A wait for another call's check.
@@ -82,14 +86,23 @@ impl<T: Clone + Send + Sync> InFlight<T> {
     /// Leads the check of `digest`, or follows the call already leading it.
     pub fn join(self: &Arc<Self>, digest: Digest) -> Join<T> {
         match self.map.entry(digest) {
-            Entry::Occupied(leader) => Join::Follow(Follower(leader.get().clone())),
+            Entry::Occupied(mut led) => {
+                let follower = match led.get() {
+                    Some(tx) => tx.subscribe(),
+                    None => {
+                        let (tx, rx) = watch::channel(None);
+                        led.insert(Some(tx));
+                        rx
+                    }
+                };
+                Join::Follow(Follower(follower))
+            }
             Entry::Vacant(slot) => {
-                let (tx, rx) = watch::channel(None);
-                slot.insert(rx);
+                slot.insert(None);
                 Join::Lead(Lead {
                     table: Arc::clone(self),
                     digest,
-                    tx,
+                    removed: false,
                 })
             }
         }
@@ -105,21 +118,26 @@ impl<T: Clone + Send + Sync> Default for InFlight<T> {
 impl<T> Lead<T> {
     /// Publishes the outcome to every follower (`None`: nothing they can
     /// use, they check for themselves) and ends the lead.
-    pub fn settle(self, outcome: Option<T>) {
-        if let Some(outcome) = outcome {
-            // Sent before the entry goes (in drop), so a call that joins in
-            // between finds the outcome already there.
-            self.tx.send_replace(Some(outcome));
+    pub fn settle(mut self, outcome: Option<T>) {
+        let Some(outcome) = outcome else {
+            return; // dropping `self` closes the channel, with no value
+        };
+        self.removed = true;
+        if let Some((_, Some(tx))) = self.table.map.remove(&self.digest) {
+            // Taken out with the entry, so no follower can join after this:
+            // a call that misses the memo now leads a check of its own.
+            tx.send_replace(Some(outcome));
         }
     }
 }
 
 impl<T> Drop for Lead<T> {
     fn drop(&mut self) {
-        // Removed before the sender drops: a follower either joined before
-        // (and sees the value, or the closed channel) or finds no entry and
-        // leads a check of its own.
-        self.table.map.remove(&self.digest);
+        // A channel removed here closes with no value: followers that
+        // joined see it and check for themselves.
+        if !self.removed {
+            self.table.map.remove(&self.digest);
+        }
     }
 }
 

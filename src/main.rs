@@ -303,6 +303,16 @@ async fn reload_on_sighup(path: PathBuf, started: Config, registry: Arc<Registry
                 );
             }
             let config = started.reloaded(config);
+            if let Some(n) = config.limits.max_pending_tokens
+                && n < config.limits.max_batch
+            {
+                tracing::warn!(
+                    "limits.max_pending_tokens ({n}) is under the running limits.max_batch ({}); \
+                     the bound is {} until a restart applies the file's max_batch",
+                    config.limits.max_batch,
+                    config.limits.max_batch
+                );
+            }
             match registry.reload(&config).await {
                 Ok(refused) => {
                     for (issuer, r) in refused {

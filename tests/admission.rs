@@ -164,7 +164,12 @@ async fn concurrent_calls_with_one_new_token_cost_one_signature_check() {
         let engine = Arc::clone(&engine);
         tokio::spawn(async move { verify(&engine, &busy, CancelToken::default()).await })
     };
+    let started = Instant::now();
     while engine.tokens_checked() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the pool never started"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let before = engine.authentications();
@@ -187,13 +192,51 @@ async fn concurrent_calls_with_one_new_token_cost_one_signature_check() {
         1,
         "8 concurrent calls with one new token: one check"
     );
-    assert_eq!(engine.coalesced(), 7);
     assert_eq!(
         answers.iter().filter(|(_, cached)| *cached).count(),
         7,
-        "the followers' results say the check was not theirs"
+        "the other 7 results say the check was not theirs"
     );
+    // Normally all 7 followed the check; one that a loaded machine held up
+    // until after it found the memo instead, which is as good.
+    assert!(engine.coalesced() >= 1, "{}", engine.coalesced());
     assert_eq!(engine.admission().pending(), 0);
+}
+
+/// The thread a result was rendered on, beside the result.
+fn rendered_where(
+    outcome: Result<jwtd::verify::Verified<'_>, &jwtd::verify::Rejection>,
+    cached: bool,
+) -> (VerifyResult, Option<String>) {
+    let thread = std::thread::current().name().map(str::to_owned);
+    (result_of(outcome, cached), thread)
+}
+
+#[tokio::test]
+async fn a_big_batch_is_scanned_off_the_calling_thread_a_small_one_on_it() {
+    let engine = engine(2, 100_000);
+    let small: Vec<String> = (0..4).map(|n| fresh_token("EdDSA", n)).collect();
+    let mut big = small.clone();
+    while big.iter().map(String::len).sum::<usize>() <= jwtd::engine::SCAN_INLINE_BYTES {
+        big.extend(small.iter().cloned());
+    }
+    let here = std::thread::current().name().map(str::to_owned);
+    let run = |tokens: Vec<String>| {
+        engine.verify_batch(
+            Arc::new(tokens),
+            Arc::new(Narrowing::default()),
+            CancelToken::default(),
+            rendered_where,
+        )
+    };
+    run(small.clone()).await.unwrap(); // memoized: hits are rendered by the scan
+    let small_hits = run(small).await.unwrap();
+    assert!(small_hits.iter().all(|(r, t)| r.cached && *t == here));
+    let big_hits = run(big).await.unwrap();
+    assert!(
+        big_hits.iter().all(|(r, t)| r.cached && *t != here),
+        "a batch of over 64 KiB is hashed on the blocking pool"
+    );
 }
 
 #[tokio::test]
@@ -220,6 +263,25 @@ async fn a_big_batch_scanned_off_the_reactor_gets_the_verifiers_answers_in_order
         assert_eq!(S::try_from(result.status).unwrap(), want);
     }
     assert_eq!(results.len(), tokens.len());
+}
+
+#[tokio::test]
+async fn a_call_shed_for_its_deadline_is_resource_exhausted_on_the_wire() {
+    let engine = engine(1, 100_000);
+    let server = serve(Arc::clone(&engine), ExtAuthzConfig::default()).await;
+    let mut client = VerifierServiceClient::new(server.channel().await);
+    // 4000 tokens ahead at the initial 25 µs estimate: 100 ms of work.
+    let _backlog = engine.admission().reserve(4000);
+    let mut request = tonic::Request::new(VerifyRequest {
+        tokens: vec![fresh_token("EdDSA", 9)],
+        ..VerifyRequest::default()
+    });
+    request.set_timeout(Duration::from_millis(40));
+    let err = client.verify(request).await.expect_err("shed");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("deadline"), "{}", err.message());
+    assert!(pushback_ms(&err) >= 10);
+    assert_eq!(engine.authentications(), 0, "no signature work");
 }
 
 /// An in-process server over `engine` with `ext_authz`.
@@ -350,6 +412,14 @@ async fn a_shed_check_is_denied_503_with_retry_after_or_an_error_as_configured()
     }
 }
 
+/// This thread's nice value, from /proc.
+#[cfg(target_os = "linux")]
+fn own_nice() -> i32 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    rest.split(' ').nth(16).unwrap().parse().unwrap()
+}
+
 /// The pool's threads run at a lower priority than the network threads, so
 /// under overload the front end (hits, shedding) gets the CPU first.
 #[cfg(target_os = "linux")]
@@ -374,7 +444,8 @@ fn the_verification_threads_are_niced() {
             let n: i32 = rest.split(' ').nth(16).unwrap().parse().unwrap();
             nice.push(n);
         }
-        if !nice.is_empty() && nice.iter().all(|n| *n == jwtd::engine::POOL_NICE) {
+        let want = (own_nice() + jwtd::engine::POOL_NICE).min(19);
+        if !nice.is_empty() && nice.iter().all(|n| *n == want) {
             return;
         }
         assert!(Instant::now() < deadline, "pool threads' nice: {nice:?}");

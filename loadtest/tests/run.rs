@@ -323,7 +323,10 @@ async fn shed_calls_are_counted_apart_from_failures() {
     assert_eq!(report.failed_calls, 0, "{:?}", report.error_distribution);
     assert_eq!(report.error_rate, 0.0);
     assert_eq!(report.admitted.calls + report.shed.calls, calls);
-    assert_eq!(report.shed.tokens, report.shed.calls * 8);
+    assert_eq!(
+        report.shed.tokens,
+        report.shed.calls * corpus.meta.batch as u64
+    );
     assert_eq!(report.shed_by_reason["pending"].calls, report.shed.calls);
     assert_eq!(report.shed_latency.count, report.shed.calls);
     assert_eq!(report.hot_latency.count, 4 * hot_calls);

@@ -158,7 +158,8 @@ pub fn refused(method: &'static str, reason: &'static str, caller: &str, tokens:
     counter!(REFUSED_TOKENS, &labels).increment(tokens as u64);
 }
 
-/// The state of admission control and callers, set after each batch.
+/// The state of admission control and callers (the server sets it every
+/// half second, so no call pays for it).
 pub fn admission(
     pending: usize,
     limit: usize,

@@ -21,7 +21,12 @@
 //!   whether the call is still there or not. A call whose chunk does not fit
 //!   is refused whole (one answer is simpler for callers than a batch with
 //!   holes), its earlier chunks are cancelled, and whatever they already
-//!   checked stays memoized, so a retry finds it.
+//!   checked is memoized (unless the memo is full of hotter entries), so a
+//!   retry mostly finds it. A cancelled chunk still queued on the pool
+//!   stays counted until a pool thread reaches it and skips its tokens (a
+//!   few µs): while a backlog of cancelled work drains, the count reads
+//!   high for at most the time the bound takes to drain (~50 ms by
+//!   default), erring toward shedding.
 //! - **Deadlines.** The wait before a call's cold work starts is estimated
 //!   as `pending × cost / threads`, `cost` an average of sampled check
 //!   times on the pool. A call whose `grpc-timeout` would expire first is
@@ -154,11 +159,17 @@ impl Admission {
         Duration::from_nanos(self.cost_ns.load(Ordering::Relaxed))
     }
 
-    /// Folds one measured check into the average. Concurrent updates may
-    /// lose a sample; the average only steers estimates.
+    /// Folds one measured check into the average. A sample is clamped to
+    /// within 4× of the average first: the samples are wall time on a
+    /// low-priority thread, and one preemption (milliseconds) must not make
+    /// every deadline look unreachable for the next hundred checks.
+    /// Concurrent updates may lose a sample; the average only steers
+    /// estimates.
     pub fn record_cost(&self, sample: Duration) {
-        let sample = u64::try_from(sample.as_nanos()).unwrap_or(u64::MAX);
         let old = self.cost_ns.load(Ordering::Relaxed);
+        let sample = u64::try_from(sample.as_nanos())
+            .unwrap_or(u64::MAX)
+            .clamp(old / 4, old.saturating_mul(4));
         let new = if sample >= old {
             old + ((sample - old) >> COST_SAMPLE_SHIFT)
         } else {
@@ -313,6 +324,23 @@ mod tests {
         assert!(
             a.try_reserve(1, 10_000, Some(past), now).is_err(),
             "a deadline already passed is shed"
+        );
+    }
+
+    #[test]
+    fn one_outlying_sample_moves_the_estimate_a_little() {
+        let a = admission(2);
+        a.record_cost(Duration::from_millis(4)); // a preemption
+        let cost = a.token_cost();
+        assert!(
+            cost <= Duration::from_micros(25 + 75 / 8 + 1),
+            "clamped to 4x before averaging: {cost:?}"
+        );
+        a.record_cost(Duration::ZERO);
+        assert!(
+            a.token_cost() > Duration::from_micros(20),
+            "{:?}",
+            a.token_cost()
         );
     }
 

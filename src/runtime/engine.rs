@@ -29,7 +29,8 @@
 //!   answered however full the pool is.
 //! - **Across calls** ([`crate::runtime::inflight`]): a miss that another
 //!   call is already checking waits for that check instead of repeating it.
-//! - **The pool runs at nice [`POOL_NICE`]** (10; Linux, best effort):
+//! - **The pool runs [`POOL_NICE`] nicer than the process** (10; Linux,
+//!   best effort):
 //!   under overload the pool is busy by design, and at the same priority its
 //!   threads take half the CPU from the network threads that receive calls,
 //!   answer hits and shed what does not fit, so calls queued in the
@@ -42,7 +43,8 @@
 //!   failed). The pool still gets every cycle the front end does not use.
 //! - **Big batches are scanned off the reactor**: hashing a batch of over
 //!   [`SCAN_INLINE_BYTES`] (64 KiB, ~60 µs of SHA-256) runs on tokio's
-//!   blocking pool, at most one per verification thread at once, so an
+//!   blocking pool, at most one per verification thread at once (a
+//!   cancelled call's scan stops at its next token), so an
 //!   8 MiB batch (~7 ms of hashing) does not hold up the health checks and
 //!   HTTP/2 PINGs that share its reactor thread. Smaller batches are scanned
 //!   in place: the hand-off (~10–20 µs) would cost more than it saves.
@@ -85,6 +87,19 @@ pub enum EngineError {
     /// The call was shed: its cold work does not fit now.
     #[error("{0}")]
     Shed(Shed),
+    /// A fault of jwtd's own (a scan task that failed, a token left
+    /// without a result): the call fails rather than answer out of order.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Why a scan stopped before the end of its batch.
+#[derive(Debug)]
+enum ScanStop {
+    /// A chunk did not fit: the call is shed.
+    Shed(Shed),
+    /// The call went away; the rest of the batch is not worth hashing.
+    Cancelled,
 }
 
 /// Flipped when the call that owns it goes away.
@@ -267,7 +282,7 @@ pub struct Engine {
     admission: Arc<Admission>,
     inflight: Arc<InFlight<Shared>>,
     /// Permits for scans of big batches on the blocking pool.
-    scans: tokio::sync::Semaphore,
+    scans: Arc<tokio::sync::Semaphore>,
     authentications: AtomicU64,
     checked: AtomicU64,
     coalesced: AtomicU64,
@@ -300,7 +315,7 @@ impl Engine {
             threads,
             admission: Arc::new(Admission::new(threads)),
             inflight: Arc::new(InFlight::new()),
-            scans: tokio::sync::Semaphore::new(threads),
+            scans: Arc::new(tokio::sync::Semaphore::new(threads)),
             authentications: AtomicU64::new(0),
             checked: AtomicU64::new(0),
             coalesced: AtomicU64::new(0),
@@ -337,11 +352,6 @@ impl Engine {
     /// The count of pending cold work, and the measured cost of a check.
     pub fn admission(&self) -> &Arc<Admission> {
         &self.admission
-    }
-
-    /// The verification threads.
-    pub fn threads(&self) -> usize {
-        self.threads
     }
 
     /// The bound on pending cold tokens now (`[limits]` may be reloaded).
@@ -405,23 +415,33 @@ impl Engine {
         let scanned = if bytes <= SCAN_INLINE_BYTES {
             self.scan(&snapshot, &job, limit)
         } else {
-            // Closed never: the engine owns the semaphore.
-            let _permit = self.scans.acquire().await;
+            // The permit goes into the scan, so it is held as long as the
+            // scan runs even if this call is dropped meanwhile (the scan
+            // then stops at its next token). The engine owns the semaphore
+            // and never closes it.
+            let permit = Arc::clone(&self.scans)
+                .acquire_owned()
+                .await
+                .map_err(|e| EngineError::Internal(format!("scan permits: {e}")))?;
             let engine = Arc::clone(self);
             let (snap, scan_job) = (Arc::clone(&snapshot), job.clone());
             let span = tracing::Span::current();
             tokio::task::spawn_blocking(move || {
+                let _permit = permit;
                 span.in_scope(|| engine.scan(&snap, &scan_job, limit))
             })
             .await
-            .map_err(|e| EngineError::Pool(format!("the batch scan failed: {e}")))?
+            .map_err(|e| EngineError::Internal(format!("the batch scan failed: {e}")))?
         };
         let scan = match scanned {
             Ok(scan) => scan,
-            Err(shed) => {
+            Err(stop) => {
                 // Chunks already on the pool stop at their next token.
                 job.cancel.cancel();
-                return Err(EngineError::Shed(shed));
+                return Err(match stop {
+                    ScanStop::Shed(shed) => EngineError::Shed(shed),
+                    ScanStop::Cancelled => EngineError::Cancelled,
+                });
             }
         };
         let Scan {
@@ -458,14 +478,19 @@ impl Engine {
                 .await;
             if !orphans.is_empty() {
                 // Their leaders left without an outcome this call can use:
-                // check them here, admitted like any other cold work.
-                let reserved = self
-                    .admission
-                    .try_reserve(orphans.len(), limit, job.deadline, Instant::now())
-                    .map_err(|shed| {
-                        job.cancel.cancel();
-                        EngineError::Shed(shed)
-                    })?;
+                // check them here. A call that already paid for checks of
+                // its own is not shed now (that work would be lost to it);
+                // one that only followed is admitted like any cold work.
+                let reserved = if handed > 0 {
+                    self.admission.reserve(orphans.len())
+                } else {
+                    self.admission
+                        .try_reserve(orphans.len(), limit, job.deadline, Instant::now())
+                        .map_err(|shed| {
+                            job.cancel.cancel();
+                            EngineError::Shed(shed)
+                        })?
+                };
                 let rx = self.spawn_on_pool(Arc::clone(&snapshot), &job, orphans, reserved, false);
                 let (rendered, checked, missed) = collect(rx).await?;
                 place(&mut results, rendered);
@@ -503,7 +528,12 @@ impl Engine {
             }
         }
         telemetry::memo_state(self.memo.len(), self.memo.evictions());
-        Ok(results.into_iter().flatten().collect())
+        // Results are matched to tokens by position: a gap would shift every
+        // later one onto the wrong token, so it fails the call instead.
+        results
+            .into_iter()
+            .collect::<Option<Vec<R>>>()
+            .ok_or_else(|| EngineError::Internal("a token was left without a result".into()))
     }
 
     /// Hashes every token, answers hits, and hands the misses this call
@@ -514,7 +544,7 @@ impl Engine {
         snapshot: &Arc<Snapshot>,
         job: &Job<F>,
         limit: usize,
-    ) -> Result<Scan<R>, Shed>
+    ) -> Result<Scan<R>, ScanStop>
     where
         R: Send + 'static,
         F: Fn(Result<Verified<'_>, &Rejection>, bool) -> R + Send + Sync + Copy + 'static,
@@ -536,6 +566,9 @@ impl Engine {
         // cores start on signatures before the batch is fully hashed.
         let mut chunk: Vec<Work> = Vec::new();
         for (i, token) in tokens.iter().enumerate() {
+            if job.cancel.is_cancelled() {
+                return Err(ScanStop::Cancelled);
+            }
             if token.len() > max_bytes {
                 let too_large = Rejection::TooLarge {
                     len: token.len(),
@@ -596,7 +629,7 @@ impl Engine {
         work: Vec<Work>,
         limit: usize,
         scan: &mut Scan<R>,
-    ) -> Result<(), Shed>
+    ) -> Result<(), ScanStop>
     where
         R: Send + 'static,
         F: Fn(Result<Verified<'_>, &Rejection>, bool) -> R + Send + Sync + Copy + 'static,
@@ -608,7 +641,8 @@ impl Engine {
         let deadline = job.deadline.filter(|_| scan.pending.is_empty());
         let reserved = self
             .admission
-            .try_reserve(work.len(), limit, deadline, Instant::now())?;
+            .try_reserve(work.len(), limit, deadline, Instant::now())
+            .map_err(ScanStop::Shed)?;
         if scan.pending.is_empty() {
             scan.pool_span = otel::verify_span();
         }
@@ -781,19 +815,23 @@ impl Engine {
     }
 }
 
-/// The nice value of the verification pool's threads.
+/// How much nicer than the process the verification pool's threads are.
 pub const POOL_NICE: i32 = 10;
 
-/// Gives the calling (pool) thread the nice value [`POOL_NICE`], so the
-/// network threads, which answer hits and shed what does not fit, get the
-/// CPU first when both want it. Best effort: a failure leaves the thread as
-/// it was.
+/// Makes the calling (pool) thread [`POOL_NICE`] nicer than it was (at most
+/// 19), so the network threads, which answer hits and shed what does not
+/// fit, get the CPU first when both want it. Relative, so a process started
+/// under `nice` keeps the difference. Best effort: a failure leaves the
+/// thread as it was.
 fn lower_this_threads_priority() {
     #[cfg(target_os = "linux")]
     {
-        // On Linux, PRIO_PROCESS with a thread id sets that thread's nice.
-        let tid = rustix::thread::gettid();
-        if let Err(e) = rustix::process::setpriority_process(Some(tid), POOL_NICE) {
+        // On Linux, PRIO_PROCESS with a thread id reads and sets that
+        // thread's own nice value.
+        let tid = Some(rustix::thread::gettid());
+        let current = rustix::process::getpriority_process(tid).unwrap_or(0);
+        let lower = current.saturating_add(POOL_NICE).min(19);
+        if let Err(e) = rustix::process::setpriority_process(tid, lower) {
             tracing::debug!("cannot lower the verification threads' priority: {e}");
         }
     }

@@ -8,14 +8,19 @@
 //! - **governor** for the buckets: the field's rate limiter (GCRA, one
 //!   atomic per bucket, no background task). A listed caller has a bucket
 //!   of its own; callers not listed share the defaults, one bucket per
-//!   identity, in governor's keyed limiter (a dashmap).
+//!   identity, in a dashmap of our own (governor's keyed limiter cannot say
+//!   whether it tracks a key, which the bound below needs).
 //! - **Bounded identities.** At most [`MAX_TRACKED_CALLERS`] unlisted
-//!   identities are tracked. When the table is full, identities whose
-//!   bucket is full again are dropped (governor's `retain_recent`, at most
-//!   once a second: it scans the table); while it is still full, unlisted
-//!   calls share one overflow bucket of the default size. A flood of spoofed
-//!   addresses costs a bounded table and one shared bucket, never fresh
-//!   buckets; listed callers are never affected.
+//!   identities get a bucket of their own. When the table is full, the ones
+//!   idle long enough for their bucket to be full again are dropped (at most
+//!   once per [`CLEAN_EVERY`]: it scans the table); an identity that still
+//!   finds no room shares one overflow bucket of the default size. Tracked
+//!   identities keep their own buckets throughout, and listed callers are
+//!   never affected: a flood of spoofed identities costs a bounded table and
+//!   one shared bucket.
+//! - **IPv6 peers are known by their /64**, which one host commonly holds
+//!   whole: keyed by full address, a single client could mint 10,000
+//!   identities in a moment. (IPv4-mapped addresses count as IPv4.)
 //! - **A batch bigger than the caller's burst** can never pass its bucket:
 //!   that is its own refusal, with a pushback telling clients not to retry
 //!   (gRFC A6: a negative value), rather than an endless retry loop.
@@ -28,11 +33,13 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use dashmap::DashMap;
 use governor::clock::{Clock as _, DefaultClock};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tonic::Request;
 
 use crate::config::settings::{CallersConfig, IdentityKind, MAX_CALLER_ID_BYTES, RateLimit};
@@ -149,13 +156,32 @@ pub struct Callers {
     allow_unlisted: bool,
     open: bool,
     listed: HashMap<String, Listed>,
-    /// The defaults, for unlisted callers: one bucket per identity.
-    unlisted: Option<(DefaultKeyedRateLimiter<String>, RateLimit)>,
-    /// The bucket unlisted callers share once the table is full.
-    overflow: Option<Bucket>,
-    /// When full tables were last cleaned.
-    last_clean: Mutex<Instant>,
+    /// The defaults, for unlisted callers.
+    unlisted: Option<Unlisted>,
     other: Arc<str>,
+}
+
+/// Unlisted callers under a default limit: a bucket per identity, bounded.
+#[derive(Debug)]
+struct Unlisted {
+    limit: RateLimit,
+    table: DashMap<String, Tracked>,
+    /// Shared by identities that find no room, and by calls without one.
+    overflow: Bucket,
+    /// How long an identity must be idle for its bucket to be full again.
+    idle: Duration,
+    /// Timestamps in the table count from here.
+    epoch: Instant,
+    /// When the table was last cleaned.
+    last_clean: Mutex<Instant>,
+}
+
+/// One unlisted identity's bucket.
+#[derive(Debug)]
+struct Tracked {
+    limiter: DefaultDirectRateLimiter,
+    /// Milliseconds since `epoch` of its last call.
+    last_used: AtomicU64,
 }
 
 impl Callers {
@@ -177,11 +203,16 @@ impl Callers {
             allow_unlisted: config.allow_unlisted,
             open: config.is_open(),
             listed,
-            unlisted: config
-                .default_limit
-                .map(|limit| (RateLimiter::keyed(quota(limit)), limit)),
-            overflow: config.default_limit.map(Bucket::new),
-            last_clean: Mutex::new(Instant::now()),
+            unlisted: config.default_limit.map(|limit| Unlisted {
+                limit,
+                table: DashMap::new(),
+                overflow: Bucket::new(limit),
+                idle: Duration::from_secs_f64(
+                    f64::from(limit.burst.get()) / f64::from(limit.tokens_per_second.get()),
+                ),
+                epoch: Instant::now(),
+                last_clean: Mutex::new(Instant::now()),
+            }),
             other: Arc::from(OTHER_CALLER),
         }
     }
@@ -193,7 +224,7 @@ impl Callers {
 
     /// Unlisted identities with a bucket now.
     pub fn tracked(&self) -> usize {
-        self.unlisted.as_ref().map_or(0, |(keyed, _)| keyed.len())
+        self.unlisted.as_ref().map_or(0, |u| u.table.len())
     }
 
     /// Reads the identity of `request` as configured; `None` when it
@@ -204,7 +235,7 @@ impl Callers {
             return None;
         }
         let identity = match &self.identity {
-            IdentityKind::Peer => request.remote_addr().map(|a| a.ip().to_string()),
+            IdentityKind::Peer => request.remote_addr().map(|a| peer_identity(a.ip())),
             IdentityKind::Mtls => request
                 .peer_certs()
                 .and_then(|certs| certs.first().and_then(|c| certificate_identity(c))),
@@ -231,60 +262,104 @@ impl Callers {
     /// Lets a call of `tokens` tokens from `identity` through, or says why
     /// not. Returns the caller's metric label.
     pub fn admit(&self, identity: Option<&str>, tokens: usize) -> Result<Arc<str>, Refusal> {
+        self.admit_at(identity, tokens, Instant::now())
+    }
+
+    /// [`Callers::admit`] at `now` (the identity table's clock; the buckets
+    /// keep governor's).
+    fn admit_at(
+        &self,
+        identity: Option<&str>,
+        tokens: usize,
+        now: Instant,
+    ) -> Result<Arc<str>, Refusal> {
         if self.open {
             return Ok(Arc::clone(&self.other));
         }
+        self.allowed(identity)?;
         let listed = identity.and_then(|id| self.listed.get(id));
+        let label = listed.map_or(&self.other, |l| &l.label);
         let Some(n) = NonZeroU32::new(u32::try_from(tokens).unwrap_or(u32::MAX)) else {
-            // An empty call costs nothing, but is still only for allowed callers.
-            return match listed {
-                Some(l) => Ok(Arc::clone(&l.label)),
-                None if self.allow_unlisted => Ok(Arc::clone(&self.other)),
-                None => Err(Refusal::NotAllowed {
-                    identity: identity.map(str::to_owned),
+            return Ok(Arc::clone(label)); // an empty call costs nothing
+        };
+        let outcome = match (listed, &self.unlisted) {
+            (Some(Listed { bucket: None, .. }), _) | (None, None) => Ok(()),
+            (
+                Some(Listed {
+                    bucket: Some(b), ..
                 }),
-            };
+                _,
+            ) => take(&b.limiter, b.limit, n, label),
+            (None, Some(unlisted)) => unlisted.take(identity, n, now, label),
         };
-        if let Some(listed) = listed {
-            return match &listed.bucket {
-                None => Ok(Arc::clone(&listed.label)),
-                Some(bucket) => take(&bucket.limiter, bucket.limit, n, &listed.label)
-                    .map(|()| Arc::clone(&listed.label)),
-            };
+        outcome.map(|()| Arc::clone(label))
+    }
+}
+
+impl Unlisted {
+    /// Takes `n` tokens from `identity`'s own bucket, made if there is room,
+    /// else from the shared overflow bucket.
+    fn take(
+        &self,
+        identity: Option<&str>,
+        n: NonZeroU32,
+        now: Instant,
+        caller: &Arc<str>,
+    ) -> Result<(), Refusal> {
+        let since = u64::try_from(now.saturating_duration_since(self.epoch).as_millis())
+            .unwrap_or(u64::MAX);
+        let Some(id) = identity else {
+            return take(&self.overflow.limiter, self.limit, n, caller);
+        };
+        if let Some(tracked) = self.table.get(id) {
+            tracked.last_used.store(since, Ordering::Relaxed);
+            return take(&tracked.limiter, self.limit, n, caller);
         }
-        if !self.allow_unlisted {
-            return Err(Refusal::NotAllowed {
-                identity: identity.map(str::to_owned),
-            });
+        if !self.has_room(now) {
+            return take(&self.overflow.limiter, self.limit, n, caller);
         }
-        let (Some((keyed, limit)), Some(overflow)) = (&self.unlisted, &self.overflow) else {
-            return Ok(Arc::clone(&self.other));
-        };
-        // Calls without an identity share the overflow bucket too.
-        let tracked = identity.filter(|_| self.has_room(keyed));
-        let outcome = match tracked {
-            Some(id) => keyed_take(keyed, *limit, id, n, &self.other),
-            None => take(&overflow.limiter, overflow.limit, n, &self.other),
-        };
-        outcome.map(|()| Arc::clone(&self.other))
+        let tracked = self.table.entry(id.to_owned()).or_insert_with(|| Tracked {
+            limiter: RateLimiter::direct(quota(self.limit)),
+            last_used: AtomicU64::new(since),
+        });
+        take(&tracked.limiter, self.limit, n, caller)
     }
 
-    /// True when the table of unlisted identities has room (for `id`'s
-    /// own bucket). When it is full, identities whose bucket refilled are
-    /// dropped, at most once per [`CLEAN_EVERY`] (the clean scans the whole
-    /// table); while it stays full, every unlisted call shares the overflow
-    /// bucket.
-    fn has_room(&self, keyed: &DefaultKeyedRateLimiter<String>) -> bool {
-        if keyed.len() < MAX_TRACKED_CALLERS {
+    /// True when the table has room for one more identity. When it is full,
+    /// identities idle long enough for their bucket to be full again are
+    /// dropped first, at most once per [`CLEAN_EVERY`] (the clean scans
+    /// the whole table).
+    fn has_room(&self, now: Instant) -> bool {
+        if self.table.len() < MAX_TRACKED_CALLERS {
             return true;
         }
         if let Ok(mut last) = self.last_clean.try_lock()
-            && last.elapsed() >= CLEAN_EVERY
+            && now.saturating_duration_since(*last) >= CLEAN_EVERY
         {
-            *last = Instant::now();
-            keyed.retain_recent();
+            *last = now;
+            let idle_since = now
+                .checked_sub(self.idle)
+                .map_or(0, |t| t.saturating_duration_since(self.epoch).as_millis());
+            self.table
+                .retain(|_, t| u128::from(t.last_used.load(Ordering::Relaxed)) > idle_since);
         }
-        keyed.len() < MAX_TRACKED_CALLERS
+        self.table.len() < MAX_TRACKED_CALLERS
+    }
+}
+
+/// A peer address as an identity: IPv4 as it is, IPv6 by its /64 prefix
+/// (IPv4-mapped IPv6 as IPv4).
+pub fn peer_identity(ip: std::net::IpAddr) -> String {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let prefix = u128::from(v6) & (u128::MAX << 64);
+                format!("{}/64", std::net::Ipv6Addr::from(prefix))
+            }
+        },
     }
 }
 
@@ -296,17 +371,6 @@ fn take(
     caller: &Arc<str>,
 ) -> Result<(), Refusal> {
     refusal(limiter.check_n(n), limit, n, caller)
-}
-
-/// Takes `n` tokens from `id`'s bucket in a keyed limiter.
-fn keyed_take(
-    keyed: &DefaultKeyedRateLimiter<String>,
-    limit: RateLimit,
-    id: &str,
-    n: NonZeroU32,
-    caller: &Arc<str>,
-) -> Result<(), Refusal> {
-    refusal(keyed.check_key_n(&id.to_owned(), n), limit, n, caller)
 }
 
 /// governor's answer as a refusal.
@@ -456,29 +520,56 @@ mod tests {
     #[test]
     fn unlisted_callers_get_a_bucket_each_within_a_bounded_table() {
         let c = callers(limit(1, 2), true);
-        c.admit(Some("a"), 2).expect("a's burst");
+        let now = Instant::now();
+        c.admit_at(Some("a"), 2, now).expect("a's burst");
         assert!(matches!(
-            c.admit(Some("a"), 1),
+            c.admit_at(Some("a"), 1, now),
             Err(Refusal::OverLimit { .. })
         ));
-        c.admit(Some("b"), 2).expect("b has a bucket of its own");
+        c.admit_at(Some("b"), 2, now)
+            .expect("b has a bucket of its own");
         assert_eq!(c.tracked(), 2);
         for n in 2..MAX_TRACKED_CALLERS {
-            c.admit(Some(&format!("spoofed-{n}")), 1)
+            c.admit_at(Some(&format!("spoofed-{n}")), 1, now)
                 .expect("a fresh bucket each");
         }
         assert_eq!(c.tracked(), MAX_TRACKED_CALLERS, "the table stops growing");
-        // Full (and too recent to clean): newcomers share one overflow
-        // bucket, whose burst is the default's.
-        c.admit(Some("new-1"), 1).expect("the overflow bucket");
-        c.admit(Some("new-2"), 1).expect("the overflow bucket");
-        match c.admit(Some("new-3"), 1) {
+        // Full, and nobody idle long enough to drop: newcomers share one
+        // overflow bucket, whose burst is the default's...
+        c.admit_at(Some("new-1"), 1, now)
+            .expect("the overflow bucket");
+        c.admit_at(Some("new-2"), 1, now)
+            .expect("the overflow bucket");
+        match c.admit_at(Some("new-3"), 1, now) {
             Err(Refusal::OverLimit { caller, .. }) => assert_eq!(&*caller, OTHER_CALLER),
             other => panic!("expected the shared bucket to be empty, got {other:?}"),
         }
-        assert!(c.tracked() <= MAX_TRACKED_CALLERS);
-        c.admit(Some("limited"), 2)
+        // ...while tracked identities keep their own buckets.
+        c.admit_at(Some("spoofed-7"), 1, now)
+            .expect("its own bucket has a token left");
+        assert!(matches!(
+            c.admit_at(Some("a"), 1, now),
+            Err(Refusal::OverLimit { .. })
+        ));
+        assert_eq!(c.tracked(), MAX_TRACKED_CALLERS);
+        c.admit_at(Some("limited"), 2, now)
             .expect("listed callers are never affected");
+        // Once identities have been idle for burst / rate (2 s here), a
+        // full table drops them and newcomers get buckets again.
+        let later = now + Duration::from_secs(3);
+        c.admit_at(Some("new-4"), 1, later)
+            .expect("a bucket of its own after the clean");
+        assert_eq!(c.tracked(), 1);
+    }
+
+    #[test]
+    fn ipv6_peers_are_known_by_their_64_prefix() {
+        let id = |s: &str| peer_identity(s.parse().expect("an address"));
+        assert_eq!(id("192.0.2.7"), "192.0.2.7");
+        assert_eq!(id("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(id("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::/64");
+        assert_eq!(id("2001:db8:1:2::1"), id("2001:db8:1:2:ffff::9"));
+        assert_ne!(id("2001:db8:1:2::1"), id("2001:db8:1:3::1"));
     }
 
     #[test]

@@ -20,7 +20,14 @@
 //! config, never by the client) may say `jwtd.allow_missing = "true"` and
 //! `jwtd.audiences = "a,b"` (accept only those audiences here).
 //!
-//! The HTTP codes are mapped in [`http_status_of`], the only place.
+//! When jwtd will not do a Check now (shed for overload: 503; the caller
+//! over its `[callers]` limit: 429), it answers DENIED with `retry-after`,
+//! or, with `on_overload = "error"`, returns the gRPC error so that Envoy's
+//! own failure policy decides. A caller not allowed is always the gRPC
+//! error PERMISSION_DENIED.
+//!
+//! HTTP codes are chosen in [`http_status_of`] (a rejected token) and
+//! [`not_now_http`] (a Check jwtd will not do now), and nowhere else.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -41,6 +48,7 @@ use tonic::{Request, Response, Status};
 
 pub use crate::config::settings::{ExtAuthzConfig, OnOverload, valid_header_name};
 use crate::pb;
+use crate::runtime::admission::Shed;
 use crate::runtime::engine::Engine;
 use crate::transport::callers::{Callers, Refusal};
 use crate::transport::grpc::{self, Call, CallInfo, NotVerified, verify_tokens};
@@ -85,7 +93,7 @@ impl AuthzApi {
             Ok(caller) => caller,
             Err(refusal) => {
                 let status = grpc::refused(CHECK_METHOD, &refusal, 1);
-                return self.overloaded(status, &refusal_http(&refusal));
+                return self.overloaded(status, &not_now_http(NotNow::Refused(&refusal)));
             }
         };
         let token = match input.token {
@@ -109,13 +117,8 @@ impl AuthzApi {
             match verify_tokens(&self.engine, tokens, narrowing, info.deadline).await {
                 Ok(verified) => verified,
                 Err(NotVerified::Shed(shed)) => {
-                    let http = Overload {
-                        code: 503,
-                        retry_after: Some(shed.pushback()),
-                        body: shed.to_string(),
-                    };
                     let status = grpc::shed(CHECK_METHOD, &shed, &caller, 1);
-                    return self.overloaded(status, &http);
+                    return self.overloaded(status, &not_now_http(NotNow::Shed(&shed)));
                 }
                 Err(NotVerified::Failed(status)) => return Err(status),
             };
@@ -311,6 +314,15 @@ pub fn read_check<'r>(
     })
 }
 
+/// Why jwtd will not do a Check now.
+#[derive(Debug, Clone, Copy)]
+enum NotNow<'a> {
+    /// Shed for overload.
+    Shed(&'a Shed),
+    /// The caller is over its limit.
+    Refused(&'a Refusal),
+}
+
 /// The HTTP answer of a Check that jwtd will not do now.
 #[derive(Debug)]
 struct Overload {
@@ -319,17 +331,24 @@ struct Overload {
     body: String,
 }
 
-/// 429 with `retry-after` for a caller over its limit (503 is jwtd's own
-/// overload: the client may try another replica at once).
-fn refusal_http(refusal: &Refusal) -> Overload {
-    let retry_after = match refusal {
-        Refusal::OverLimit { retry_after, .. } => Some(*retry_after),
-        _ => None,
-    };
-    Overload {
-        code: 429,
-        retry_after,
-        body: refusal.to_string(),
+/// 503 with `retry-after` when jwtd sheds (its own overload: the client may
+/// try another replica at once), 429 with `retry-after` for a caller over
+/// its limit (no `retry-after` when the call can never pass).
+fn not_now_http(not_now: NotNow<'_>) -> Overload {
+    match not_now {
+        NotNow::Shed(shed) => Overload {
+            code: 503,
+            retry_after: Some(shed.pushback()),
+            body: shed.to_string(),
+        },
+        NotNow::Refused(refusal) => Overload {
+            code: 429,
+            retry_after: match refusal {
+                Refusal::OverLimit { retry_after, .. } => Some(*retry_after),
+                _ => None,
+            },
+            body: refusal.to_string(),
+        },
     }
 }
 

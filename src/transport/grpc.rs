@@ -8,7 +8,9 @@
 //! its cold work does not fit now (RESOURCE_EXHAUSTED, with a
 //! `grpc-retry-pushback-ms` trailer, gRFC A6). Everything about a single
 //! token is a per-token `VerifyResult`. [`refused`] and [`shed`] are the
-//! one place refusals become gRPC statuses.
+//! one place refusals become gRPC statuses (a request over the decode cap
+//! is refused before any handler runs: `transport::oversize` rewrites
+//! tonic's own answer).
 //!
 //! A call goes: caller allowed? → request valid? → caller's bucket →
 //! engine (memo, admission of cold work, CPU pool, unknown-kid refresh).
@@ -152,11 +154,14 @@ impl VerifierApi {
 }
 
 /// Why [`verify_tokens`] gave no results.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub(crate) enum NotVerified {
     /// Shed: the call's cold work does not fit now.
+    #[error("{0}")]
     Shed(Shed),
     /// Anything else, as its gRPC status.
+    #[error("{}", .0.message())]
     Failed(Status),
 }
 

@@ -6,8 +6,16 @@
 //! trailers; this layer rewrites that one answer on its way out (in the
 //! trailers, or in the headers of a trailers-only response), adds a
 //! pushback of `-1` (gRFC A6: do not retry; the same request never fits),
-//! and counts it.
-//! Every other response and frame passes untouched.
+//! and counts it. Every other response and frame passes untouched.
+//!
+//! Decisions:
+//! - **Rewrite the answer, not the decoder.** tonic's decode cap is the
+//!   only check that runs before the body is read; reimplementing it in a
+//!   body-peeking layer would read the length prefix twice. Matching its
+//!   message is brittle across tonic versions, so `tests/overload.rs`
+//!   checks the code on the wire.
+//! - **One boxed future per call** (~50 ns) for every method, health
+//!   included: cheaper than routing the layer around them.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -140,13 +148,13 @@ fn rewrite(headers: &mut http::HeaderMap, method: &'static str) {
         .unwrap_or_default();
     let setting = match method {
         crate::transport::grpc::VERIFY_METHOD => {
-            "limits.max_batch tokens of limits.max_token_bytes"
+            " (set by limits.max_batch tokens of limits.max_token_bytes)"
         }
-        _ => "ext_authz.max_request_bytes",
+        crate::transport::ext_authz::CHECK_METHOD => " (set by ext_authz.max_request_bytes)",
+        _ => "",
     };
-    let message = format!(
-        "request of {found} bytes is over this method's limit of {limit} bytes (set by {setting})"
-    );
+    let message =
+        format!("request of {found} bytes is over this method's limit of {limit} bytes{setting}");
     if let Ok(message) = HeaderValue::from_str(&message) {
         headers.insert("grpc-status", HeaderValue::from_static("8"));
         headers.insert("grpc-message", message);

@@ -16,6 +16,17 @@
 //! Check: `ext_authz.max_request_bytes`), answered RESOURCE_EXHAUSTED when
 //! passed ([`super::oversize`]). The caps are sized at start: `max_batch`
 //! and `max_token_bytes` take a restart.
+//!
+//! Decisions:
+//! - **Readiness ignores load** (above): shedding, not health, answers
+//!   overload.
+//! - **Per-method caps, no global byte budget**: tonic decodes a message
+//!   before any handler runs, so one connection can hold up to
+//!   `max_concurrent_streams` requests at the method's cap (256 × 8.3 MiB
+//!   for Verify by default). The number of connections is not bounded here;
+//!   a mesh's connection limits, or a smaller `max_concurrent_streams` and
+//!   `max_batch`, bound it where that matters.
+//! - **Admission gauges on a timer** ([`GAUGE_EVERY`]), not per call.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -16,9 +16,27 @@
 //!   retry). No token: 401 with a bare `Bearer` challenge (RFC 6750 §3),
 //!   unless missing tokens are allowed.
 //!
+//! - a good token without a scope the route needs (`jwtd.scopes`) or the
+//!   issuer requires: 403 with `Bearer error="insufficient_scope",
+//!   scope="…"` (RFC 6750 §3.1); an `azp`/`client_id` not allowed: 403.
+//!
 //! Per route, Envoy's `context_extensions` (set by the operator in the route
-//! config, never by the client) may say `jwtd.allow_missing = "true"` and
-//! `jwtd.audiences = "a,b"` (accept only those audiences here).
+//! config, never by the client) may say `jwtd.allow_missing = "true"`,
+//! `jwtd.audiences = "a,b"` (accept only those audiences here) and
+//! `jwtd.scopes = "read write"` (every token must grant both). A value that
+//! names nothing (`""`, `" , "`) is a route configuration error
+//! (INVALID_ARGUMENT), never a silent removal of the restriction.
+//!
+//! Decisions:
+//! - `detailed_errors = false` sends the client only the RFC 6750 error code
+//!   and a generic description: reasons name issuer URLs and server times,
+//!   which are not for the internet. Envoy's log (the gRPC status message)
+//!   always gets the precise reason.
+//! - A `sub` that cannot be a header value (CR, LF, NUL or other control
+//!   characters, or over the header length limit) denies the request with
+//!   401 `invalid_token` rather than dropping the header: an upstream that
+//!   keys on `x-jwt-sub` would otherwise see an authenticated request with
+//!   no identity, and might treat it as anonymous or as a default user.
 //!
 //! When jwtd will not do a Check now (shed for overload: 503; the caller
 //! over its `[callers]` limit: 429), it answers DENIED with `retry-after`,

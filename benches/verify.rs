@@ -10,6 +10,8 @@
 //!   same key and an equivalent Validation;
 //! - `batch/cold/1024`, `batch/hit/1024`: 1024 distinct RS256 tokens through
 //!   the engine on every core, memo off and memo warm;
+//! - `audit/{off,rejections,all}/hit/1024`: `batch/hit/1024` plus recording
+//!   its decisions in the audit trail, JSON-formatted into a sink;
 //! - `memo/hit_hot/1`, `memo/hit_hot/2`: wall time per memo hit on a
 //!   1024-token hot set with one and two threads;
 //! - `memo/insert_evict/1`, `memo/insert_evict/2`: inserts into a full memo
@@ -36,8 +38,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use jwtd::audit::{Api, Audit, AuditedCall};
 use jwtd::clock::{Clock, SystemClock};
-use jwtd::config::Limits;
+use jwtd::config::{AuditConfig, AuditMode, Limits};
 use jwtd::engine::{CancelToken, Engine};
 use jwtd::grpc::result_of;
 use jwtd::memo::digest_of;
@@ -151,6 +154,46 @@ fn batches(c: &mut Criterion) {
     let warm = engine(true);
     run(&warm);
     group.bench_function(BenchmarkId::new("hit", 1024), |b| b.iter(|| run(&warm)));
+    group.finish();
+
+    // The audit trail on the hot path: the same warm batch, then its
+    // decisions recorded, with a JSON log subscriber writing to a sink
+    // (formatting included, I/O not). `off` is batch/hit plus the mode test.
+    let subscriber = || {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(std::io::sink),
+        )
+    };
+    let trust = warm.registry().snapshot().trust.clone();
+    let call = AuditedCall {
+        api: Api::Verify,
+        caller: "bench",
+        trace_id: "",
+    };
+    let mut group = c.benchmark_group("audit");
+    group.sample_size(20);
+    for (name, mode) in [
+        ("off", AuditMode::Off),
+        ("rejections", AuditMode::Rejections),
+        ("all", AuditMode::All),
+    ] {
+        let audit = Audit::new(AuditConfig {
+            mode,
+            ..AuditConfig::default()
+        });
+        tracing::subscriber::with_default(subscriber(), || {
+            group.bench_function(BenchmarkId::new(format!("{name}/hit"), 1024), |b| {
+                b.iter(|| {
+                    let results = run(&warm);
+                    audit.record(&call, &tokens, &results, &trust);
+                    results
+                })
+            });
+        });
+    }
     group.finish();
 
     // What two cores give the bare crypto in this run: the ceiling for

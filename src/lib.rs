@@ -16,7 +16,7 @@
 //! - [`keys`]: JWK Sets, their fetches and the registry that keeps them fresh;
 //! - [`runtime`]: the batch engine, the memo and the bounds on accepted work;
 //! - [`transport`]: the gRPC adapters, the server and TLS;
-//! - [`observability`]: metrics and traces.
+//! - [`observability`]: metrics, traces and the audit trail.
 
 pub mod config;
 pub mod keys;
@@ -28,7 +28,7 @@ pub mod verifier;
 // The layers are folders; each module is also named at the crate root, so
 // callers write `jwtd::verify`, `jwtd::engine`, whatever folder holds it.
 pub use keys::registry;
-pub use observability::{otel, telemetry};
+pub use observability::{audit, otel, telemetry};
 pub use runtime::{engine, memo};
 pub use transport::{ext_authz, grpc, server, tls};
 pub use verifier::{claims, clock, jose, mint, policy, verify};

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
+use jwtd::audit;
 use jwtd::clock::{Clock as _, SystemClock};
-use jwtd::config::Config;
+use jwtd::config::{AuditMode, Config};
 use jwtd::engine::Engine;
 use jwtd::jose::Algorithm;
 use jwtd::mint::Signer;
@@ -107,13 +108,28 @@ fn main() -> ExitCode {
 /// warnings and errors, as span events) also go to OpenTelemetry. Log lines
 /// inside a traced call carry its `trace_id` and `span_id` (fields of the
 /// call's span), so a log search and a trace search meet.
-fn init_logs(format: LogFormat, tracing: Option<&Tracing>) {
+///
+/// The audit trail gets a subscriber of its own on stderr, in the same
+/// format, whatever RUST_LOG says (`jwtd::audit` explains why).
+fn init_logs(format: LogFormat, tracing: Option<&Tracing>, audit_mode: AuditMode) {
     use tracing_subscriber::filter::FilterExt as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     use tracing_subscriber::{Layer as _, Registry};
 
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if audit_mode != AuditMode::Off {
+        let audit = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_max_level(tracing::Level::INFO);
+        audit::install(match format {
+            LogFormat::Human => audit
+                .with_ansi(std::io::stderr().is_terminal())
+                .finish()
+                .into(),
+            LogFormat::Json => audit.json().finish().into(),
+        });
+    }
     // Per-token rejection events are for traces only.
     let logged = filter.and(otel::ByMetadata(|m| {
         !(m.is_event() && m.target() == otel::TARGET)
@@ -148,7 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(&path)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
     if let Command::CheckConfig = command {
-        init_logs(cli.log_format, None);
+        init_logs(cli.log_format, None, AuditMode::Off);
         TraceSettings::resolve(&config.telemetry, |name| std::env::var(name).ok())?;
         return runtime.block_on(check_config(&config));
     }
@@ -158,7 +174,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(settings) => Some(runtime.block_on(async { Tracing::start(settings) })?),
         None => None,
     };
-    init_logs(cli.log_format, tracing.as_ref());
+    init_logs(cli.log_format, tracing.as_ref(), config.audit.mode);
     if let Some(settings) = &settings {
         tracing::info!(
             endpoint = ?settings.endpoint,
@@ -252,6 +268,7 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
         tls: config.tls.clone(),
         ext_authz: config.ext_authz.clone(),
         callers: config.callers.clone(),
+        audit: config.audit,
     };
     let limit = config.server.drain + DRAIN_LIMIT;
     let serving = server::serve_with(listener, engine, options, async move {

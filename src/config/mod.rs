@@ -68,6 +68,9 @@
 //! id = "checkout"
 //! tokens_per_second = 2000
 //! burst = 4000
+//! [audit]                        # read at start; events on target jwtd::audit
+//! mode = "rejections"            # or "all", or "off"
+//! rejections_per_second = 20     # per status; the rest counted as suppressed
 //! [telemetry]                    # each key yields to its OTEL_* variable
 //! otlp_endpoint = "http://otel-collector:4317"   # unset: no trace export
 //! otlp_protocol = "grpc"         # or "http/protobuf"
@@ -95,10 +98,10 @@ pub mod settings;
 
 use raw::RawConfig;
 pub use settings::{
-    CallerConfig, CallersConfig, DEFAULT_LISTEN, DEFAULT_MAX_BATCH, DEFAULT_MAX_TOKEN_BYTES,
-    DEFAULT_METRICS_LISTEN, EngineConfig, ExtAuthzConfig, IdentityKind, IssuerConfig, KeySource,
-    Limits, MAX_MAX_BATCH, MAX_TOKEN_BYTES_RANGE, OnOverload, RateLimit, RefreshPolicy,
-    ServerConfig, Startup, TlsConfig,
+    AuditConfig, AuditMode, CallerConfig, CallersConfig, DEFAULT_LISTEN, DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_TOKEN_BYTES, DEFAULT_METRICS_LISTEN, EngineConfig, ExtAuthzConfig, IdentityKind,
+    IssuerConfig, KeySource, Limits, MAX_MAX_BATCH, MAX_TOKEN_BYTES_RANGE, OnOverload, RateLimit,
+    RefreshPolicy, ServerConfig, Startup, TlsConfig,
 };
 
 /// Why a configuration was refused.
@@ -164,6 +167,8 @@ pub struct Config {
     pub ext_authz: ExtAuthzConfig,
     /// Per-caller identity, limits and allowlist.
     pub callers: CallersConfig,
+    /// The audit trail of decisions.
+    pub audit: AuditConfig,
     /// Trace export; the `OTEL_*` variables override it at start
     /// ([`crate::observability::otel::TraceSettings::resolve`]).
     pub telemetry: TelemetryConfig,
@@ -195,6 +200,7 @@ impl Config {
             ("[tls]", self.tls != new.tls),
             ("[ext_authz]", self.ext_authz != new.ext_authz),
             ("[callers]", self.callers != new.callers),
+            ("[audit]", self.audit != new.audit),
             ("[telemetry]", self.telemetry != new.telemetry),
         ]
         .into_iter()
@@ -309,6 +315,7 @@ fn build_and_validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError
     let server = sections::server_config(&raw.server)?;
     let tls = raw.tls.map(|t| sections::tls_config(t, base)).transpose()?;
     let ext_authz = sections::ext_authz_config(raw.ext_authz)?;
+    let audit = sections::audit_config(&raw.audit)?;
     let callers = raw
         .callers
         .map(|c| sections::callers_config(c, tls.as_ref()))
@@ -316,6 +323,7 @@ fn build_and_validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError
         .unwrap_or_default();
 
     Ok(Config {
+        audit,
         server,
         tls,
         ext_authz,

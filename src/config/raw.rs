@@ -28,7 +28,16 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) callers: Option<RawCallers>,
     #[serde(default)]
+    pub(super) audit: RawAudit,
+    #[serde(default)]
     pub(super) issuers: Vec<RawIssuer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAudit {
+    pub(super) mode: Option<String>,
+    pub(super) rejections_per_second: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

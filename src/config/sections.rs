@@ -10,8 +10,8 @@ use std::time::Duration;
 use reqwest::Url;
 
 use super::raw::{
-    RawCache, RawCallers, RawExtAuthz, RawFetch, RawIssuer, RawLimits, RawServer, RawTelemetry,
-    RawTls,
+    RawAudit, RawCache, RawCallers, RawExtAuthz, RawFetch, RawIssuer, RawLimits, RawServer,
+    RawTelemetry, RawTls,
 };
 use super::settings::*;
 use super::{ConfigError, invalid, seconds};
@@ -483,6 +483,32 @@ pub(super) fn ext_authz_config(raw: RawExtAuthz) -> Result<ExtAuthzConfig, Confi
             4096..=16 * 1024 * 1024,
         )?,
         detailed_errors: raw.detailed_errors.unwrap_or(defaults.detailed_errors),
+    })
+}
+
+pub(super) fn audit_config(raw: &RawAudit) -> Result<AuditConfig, ConfigError> {
+    let defaults = AuditConfig::default();
+    let mode = match raw.mode.as_deref() {
+        None => defaults.mode,
+        Some("all") => AuditMode::All,
+        Some("rejections") => AuditMode::Rejections,
+        Some("off") => AuditMode::Off,
+        Some(other) => {
+            return Err(invalid(
+                "audit.mode",
+                format!("{other:?} is not \"all\", \"rejections\" or \"off\""),
+            ));
+        }
+    };
+    let rate = in_range(
+        "audit.rejections_per_second",
+        raw.rejections_per_second,
+        defaults.rejections_per_second.get(),
+        1..=100_000,
+    )?;
+    Ok(AuditConfig {
+        mode,
+        rejections_per_second: NonZeroU32::new(rate).unwrap_or(defaults.rejections_per_second),
     })
 }
 

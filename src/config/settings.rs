@@ -318,6 +318,42 @@ pub enum IdentityKind {
     Header(String),
 }
 
+/// Which decisions the audit trail records (`[audit] mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuditMode {
+    /// Every decision, VALID included.
+    All,
+    /// Every rejection (rate-limited per status), no VALID.
+    #[default]
+    Rejections,
+    /// Nothing.
+    Off,
+}
+
+/// Default `[audit] rejections_per_second`: per status, so a flood of one
+/// kind of bad token is summarised while other kinds still show.
+pub const DEFAULT_AUDIT_REJECTIONS_PER_SECOND: u32 = 20;
+
+/// The audit trail (`[audit]`; read at start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// What is recorded.
+    pub mode: AuditMode,
+    /// Most rejection events per second for each status; the rest are
+    /// counted and reported on the next event of that status.
+    pub rejections_per_second: NonZeroU32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuditMode::default(),
+            rejections_per_second: NonZeroU32::new(DEFAULT_AUDIT_REJECTIONS_PER_SECOND)
+                .unwrap_or(NonZeroU32::MIN),
+        }
+    }
+}
+
 /// A token bucket: `tokens_per_second` sustained, `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {

@@ -567,6 +567,20 @@ pub fn rpc_span(
     span
 }
 
+/// The trace id of a W3C `traceparent` in `metadata` (32 lower-case hex
+/// digits, not all zero), for the audit trail; `None` without a valid one.
+/// Read whether or not traces are exported.
+pub fn traceparent_trace_id(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
+    let value = metadata.get("traceparent")?.to_str().ok()?;
+    let mut parts = value.split('-');
+    let (_version, trace) = (parts.next()?, parts.next()?);
+    let hex = trace.len() == 32
+        && trace
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    (hex && trace.bytes().any(|b| b != b'0')).then(|| trace.to_owned())
+}
+
 /// Puts the span's trace and span ids in its fields, so log lines inside
 /// it carry them. Only for key fetches, which log; a Verify call logs
 /// nothing, and starting its span early to learn the ids would cost every

@@ -65,12 +65,17 @@ use envoy_types::pb::google::rpc;
 use tonic::{Request, Response, Status};
 
 pub use crate::config::settings::{ExtAuthzConfig, OnOverload, valid_header_name};
+use crate::observability::audit::{Api, Audit, caller_name};
 use crate::pb;
 use crate::runtime::admission::Shed;
 use crate::runtime::engine::Engine;
 use crate::transport::callers::{Callers, Refusal};
 use crate::transport::grpc::{self, Call, CallInfo, NotVerified, verify_tokens};
 use crate::verifier::policy::Narrowing;
+
+/// The reason of a VALID token whose `sub` cannot be a header value.
+const UNFIT_SUBJECT: &str =
+    "the subject cannot be forwarded as a header (control characters, or over 4 KiB)";
 
 /// The full gRPC method name, as metrics and traces name it.
 pub const CHECK_METHOD: &str = "envoy.service.auth.v3.Authorization/Check";
@@ -80,15 +85,23 @@ pub struct AuthzApi {
     engine: Arc<Engine>,
     config: Arc<ExtAuthzConfig>,
     callers: Arc<Callers>,
+    audit: Arc<Audit>,
 }
 
 impl AuthzApi {
-    /// Checks through `engine` for `callers` as `config` says.
-    pub fn new(engine: Arc<Engine>, config: ExtAuthzConfig, callers: Arc<Callers>) -> Self {
+    /// Checks through `engine` for `callers` as `config` says, its
+    /// decisions recorded in `audit`.
+    pub fn new(
+        engine: Arc<Engine>,
+        config: ExtAuthzConfig,
+        callers: Arc<Callers>,
+        audit: Arc<Audit>,
+    ) -> Self {
         Self {
             engine,
             config: Arc::new(config),
             callers,
+            audit,
         }
     }
 
@@ -137,30 +150,44 @@ impl AuthzApi {
             scopes: input.scopes,
         };
         let tokens = Arc::new(vec![token.into_owned()]);
-        let (results, _, _) =
-            match verify_tokens(&self.engine, tokens, narrowing, info.deadline).await {
-                Ok(verified) => verified,
-                Err(NotVerified::Shed(shed)) => {
-                    let status = grpc::shed(CHECK_METHOD, &shed, &caller, 1);
-                    return self.overloaded(status, &not_now_http(NotNow::Shed(&shed)));
-                }
-                Err(NotVerified::Failed(status)) => return Err(status),
-            };
-        let Some(result) = results.into_iter().next() else {
+        let verified = verify_tokens(&self.engine, Arc::clone(&tokens), narrowing, info.deadline);
+        let (mut results, _, _) = match verified.await {
+            Ok(verified) => verified,
+            Err(NotVerified::Shed(shed)) => {
+                let status = grpc::shed(CHECK_METHOD, &shed, &caller, 1);
+                return self.overloaded(status, &not_now_http(NotNow::Shed(&shed)));
+            }
+            Err(NotVerified::Failed(status)) => return Err(status),
+        };
+        let Some(result) = results.first_mut() else {
             return Err(Status::internal("the engine returned no result"));
         };
         let status = pb::Status::try_from(result.status).unwrap_or(pb::Status::Unspecified);
-        match (status, result.claims) {
-            (pb::Status::Valid, Some(claims)) => Ok(match self.allowed(Some(&claims)) {
+        let response = match (status, &result.claims) {
+            (pb::Status::Valid, Some(claims)) => match self.allowed(Some(claims)) {
                 Some(ok) => ok,
-                None => self.rejected(
-                    pb::Status::Malformed,
-                    "the subject cannot be forwarded as a header (control characters, or over 4 KiB)",
-                    &route_scopes,
-                ),
-            }),
-            _ => Ok(self.rejected(status, &result.reason, &route_scopes)),
-        }
+                None => {
+                    // The decision the trail records is the one answered.
+                    *result = pb::VerifyResult {
+                        status: pb::Status::Malformed as i32,
+                        reason: UNFIT_SUBJECT.to_owned(),
+                        claims: None,
+                        cached: result.cached,
+                    };
+                    self.rejected(pb::Status::Malformed, UNFIT_SUBJECT, &route_scopes)
+                }
+            },
+            _ => self.rejected(status, &result.reason, &route_scopes),
+        };
+        let snapshot = self.engine.registry().snapshot();
+        let caller_name = caller_name(identity, info.peer);
+        self.audit.record(
+            &info.audited(Api::Check, &caller_name),
+            &tokens,
+            &results,
+            &snapshot.trust,
+        );
+        Ok(response)
     }
 
     /// DENIED for a token jwtd rejected with `status` and `reason`: its HTTP

@@ -25,6 +25,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
 use crate::keys::registry::Snapshot;
+use crate::observability::audit::{Api, Audit, AuditedCall, caller_name};
 use crate::observability::{otel, telemetry};
 use crate::pb;
 use crate::runtime::admission::Shed;
@@ -42,12 +43,18 @@ pub const MAX_REQUEST_VALUE_BYTES: usize = 1024;
 pub struct VerifierApi {
     engine: Arc<Engine>,
     callers: Arc<Callers>,
+    audit: Arc<Audit>,
 }
 
 impl VerifierApi {
-    /// A service verifying through `engine` for `callers`.
-    pub fn new(engine: Arc<Engine>, callers: Arc<Callers>) -> Self {
-        Self { engine, callers }
+    /// A service verifying through `engine` for `callers`, its decisions
+    /// recorded in `audit`.
+    pub fn new(engine: Arc<Engine>, callers: Arc<Callers>, audit: Arc<Audit>) -> Self {
+        Self {
+            engine,
+            callers,
+            audit,
+        }
     }
 
     /// Checks the whole-call rules and returns what the call narrows.
@@ -148,6 +155,13 @@ impl VerifierApi {
             verify_tokens(&self.engine, Arc::clone(&tokens), narrowing, info.deadline)
                 .await
                 .map_err(|e| e.into_status(VERIFY_METHOD, &caller, count))?;
+        let caller_name = caller_name(identity, info.peer);
+        self.audit.record(
+            &info.audited(Api::Verify, &caller_name),
+            &tokens,
+            &results,
+            &snapshot.trust,
+        );
         if otel::enabled() {
             // Events only for rejections, and only when they are exported.
             let rejected = statuses.iter().any(|(s, _)| *s != pb::Status::Valid);
@@ -228,6 +242,21 @@ pub struct CallInfo {
     pub identity: Option<String>,
     /// When the caller stops waiting, from its `grpc-timeout`.
     pub deadline: Option<Instant>,
+    /// The connection's remote address, when the transport knows it.
+    pub peer: Option<std::net::SocketAddr>,
+    /// The trace id of the caller's `traceparent`, if it sent one.
+    pub trace_id: Option<String>,
+}
+
+impl CallInfo {
+    /// What the audit trail records of this call to `api`.
+    pub fn audited<'a>(&'a self, api: Api, caller: &'a str) -> AuditedCall<'a> {
+        AuditedCall {
+            api,
+            caller,
+            trace_id: self.trace_id.as_deref().unwrap_or(""),
+        }
+    }
 }
 
 /// The `grpc-retry-pushback-ms` trailer (gRFC A6).
@@ -329,6 +358,8 @@ impl Call {
         let info = CallInfo {
             identity: callers.identity_of(&request),
             deadline: deadline_of(request.metadata(), call.timer.started()),
+            peer: request.remote_addr(),
+            trace_id: otel::traceparent_trace_id(request.metadata()),
         };
         let outcome = handler(info, request.into_inner())
             .instrument(call.span.clone())

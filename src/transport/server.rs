@@ -38,7 +38,10 @@ use tonic_health::ServingStatus;
 
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 
-use crate::config::settings::{CallersConfig, ExtAuthzConfig, ServerConfig, TlsConfig};
+use crate::config::settings::{
+    AuditConfig, CallersConfig, ExtAuthzConfig, ServerConfig, TlsConfig,
+};
+use crate::observability::audit::Audit;
 use crate::observability::telemetry;
 use crate::pb;
 use crate::pb::verifier_service_server::VerifierServiceServer;
@@ -63,6 +66,8 @@ pub struct ServeOptions {
     pub ext_authz: ExtAuthzConfig,
     /// Caller identity, limits and allowlist.
     pub callers: CallersConfig,
+    /// The audit trail of decisions.
+    pub audit: AuditConfig,
 }
 
 /// How often the admission and caller gauges are set.
@@ -121,10 +126,14 @@ pub async fn serve_with(
     let callers = Arc::new(Callers::new(&options.callers));
     let gauges = tokio::spawn(set_gauges(Arc::clone(&engine), Arc::clone(&callers)));
     let check_cap = options.ext_authz.max_request_bytes;
-    let verifier =
-        VerifierServiceServer::new(VerifierApi::new(Arc::clone(&engine), Arc::clone(&callers)))
-            .max_decoding_message_size(limits.max_request_bytes());
-    let authz = AuthorizationServer::new(AuthzApi::new(engine, options.ext_authz, callers))
+    let audit = Arc::new(Audit::new(options.audit));
+    let verifier = VerifierServiceServer::new(VerifierApi::new(
+        Arc::clone(&engine),
+        Arc::clone(&callers),
+        Arc::clone(&audit),
+    ))
+    .max_decoding_message_size(limits.max_request_bytes());
+    let authz = AuthorizationServer::new(AuthzApi::new(engine, options.ext_authz, callers, audit))
         .max_decoding_message_size(check_cap);
 
     let drain = options.server.drain;

@@ -105,6 +105,30 @@ impl Served {
             .to_owned()
     }
 
+    /// The address of the ready line of `--log-format json`.
+    pub fn address_json(&mut self) -> String {
+        let line = self.wait_for("jwtd ready");
+        let object: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        object["fields"]["addr"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no addr: {line}"))
+            .to_owned()
+    }
+
+    /// Waits up to 20 s until `addr` accepts connections (for a jwtd whose
+    /// logs do not include its ready line).
+    pub fn wait_until_listening(&self, addr: std::net::SocketAddr) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{addr} never listened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn signal(&self, name: &str) {
         let sent = Command::new("kill")
             .args([&format!("-{name}"), &self.child.0.id().to_string()])

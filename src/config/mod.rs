@@ -68,6 +68,17 @@
 //! id = "checkout"
 //! tokens_per_second = 2000
 //! burst = 4000
+//! [revocation]                   # optional; read at start
+//! file = "revoked.jsonl"         # and/or url = "https://…", redis_url = "redis://…"
+//! refresh_seconds = 5            # file checks (5) and URL polls (30)
+//! max_stale_seconds = 300
+//! on_stale = "serve"             # or "unavailable"
+//! issuers = ["https://issuer.example"] # covered by on_stale; default all
+//! max_entries = 100000           # per source
+//! max_list_bytes = 16777216
+//! max_token_lifetime_seconds = 86400
+//! subject_ttl_seconds = 90000    # Redis lifetime of a subject entry, from revoked_at
+//! redis_prefix = "jwtd:revocation"
 //! [telemetry]                    # each key yields to its OTEL_* variable
 //! otlp_endpoint = "http://otel-collector:4317"   # unset: no trace export
 //! otlp_protocol = "grpc"         # or "http/protobuf"
@@ -90,6 +101,7 @@ use crate::keys::fetch::FetchLimits;
 use crate::observability::otel::TelemetryConfig;
 
 mod raw;
+mod revocation;
 mod sections;
 pub mod settings;
 
@@ -97,8 +109,8 @@ use raw::RawConfig;
 pub use settings::{
     CallerConfig, CallersConfig, DEFAULT_LISTEN, DEFAULT_MAX_BATCH, DEFAULT_MAX_TOKEN_BYTES,
     DEFAULT_METRICS_LISTEN, EngineConfig, ExtAuthzConfig, IdentityKind, IssuerConfig, KeySource,
-    Limits, MAX_MAX_BATCH, MAX_TOKEN_BYTES_RANGE, OnOverload, RateLimit, RefreshPolicy,
-    ServerConfig, Startup, TlsConfig,
+    Limits, MAX_MAX_BATCH, MAX_TOKEN_BYTES_RANGE, OnOverload, OnStale, RateLimit, RedisUrl,
+    RefreshPolicy, RevocationConfig, ServerConfig, Startup, TlsConfig,
 };
 
 /// Why a configuration was refused.
@@ -164,6 +176,8 @@ pub struct Config {
     pub ext_authz: ExtAuthzConfig,
     /// Per-caller identity, limits and allowlist.
     pub callers: CallersConfig,
+    /// Revocation lists (read at start); `None` checks none.
+    pub revocation: Option<RevocationConfig>,
     /// Trace export; the `OTEL_*` variables override it at start
     /// ([`crate::observability::otel::TraceSettings::resolve`]).
     pub telemetry: TelemetryConfig,
@@ -177,7 +191,8 @@ impl Config {
     /// `limits.max_pending_tokens`, `[fetch]` and the issuers, and nothing
     /// else. Listeners, the pool, the transport's size caps (from
     /// `limits.max_batch` and `limits.max_token_bytes`), TLS settings,
-    /// ext_authz, callers and telemetry are built once at start.
+    /// ext_authz, callers, revocation sources and telemetry are built once
+    /// at start.
     pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
         [
             ("listen", self.listen != new.listen),
@@ -195,6 +210,7 @@ impl Config {
             ("[tls]", self.tls != new.tls),
             ("[ext_authz]", self.ext_authz != new.ext_authz),
             ("[callers]", self.callers != new.callers),
+            ("[revocation]", self.revocation != new.revocation),
             ("[telemetry]", self.telemetry != new.telemetry),
         ]
         .into_iter()
@@ -293,12 +309,17 @@ fn build_and_validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError
         .map(|c| sections::callers_config(c, tls.as_ref()))
         .transpose()?
         .unwrap_or_default();
+    let revocation = raw
+        .revocation
+        .map(|r| revocation::revocation_config(r, base, &issuers))
+        .transpose()?;
 
     Ok(Config {
         server,
         tls,
         ext_authz,
         callers,
+        revocation,
         telemetry,
         listen,
         metrics_listen,
@@ -356,7 +377,8 @@ mod tests {
             "listen = \"0.0.0.0:6000\"\nmetrics_listen = \"\"\n\
              [limits]\nmax_batch = 8\nmax_token_bytes = 4096\n[cache]\nmemo_entries = 10\n\
              [server]\ndrain_seconds = 1\n[ext_authz]\nheader = \"x-token\"\n\
-             [callers]\nallow_unlisted = false\n[telemetry]\nservice_name = \"other\"\n{MINIMAL}"
+             [callers]\nallow_unlisted = false\n[revocation]\nfile = \"revoked.jsonl\"\n\
+             [telemetry]\nservice_name = \"other\"\n{MINIMAL}"
         ))
         .unwrap();
         assert_eq!(
@@ -370,6 +392,7 @@ mod tests {
                 "[server]",
                 "[ext_authz]",
                 "[callers]",
+                "[revocation]",
                 "[telemetry]"
             ]
         );

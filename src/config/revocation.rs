@@ -72,7 +72,8 @@ pub(super) fn revocation_config(
                 parsed.scheme(),
                 parsed.host_str().unwrap_or_default()
             );
-            RedisUrl::try_new(parsed).map_err(|problem| invalid(at("redis_url"), format!("{shown:?} {problem}")))
+            RedisUrl::try_new(parsed)
+                .map_err(|problem| invalid(at("redis_url"), format!("{shown:?} {problem}")))
         })
         .transpose()?;
 
@@ -227,4 +228,141 @@ fn valid_prefix(prefix: &str) -> bool {
         && prefix
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b":_.-".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use crate::config::settings::OnStale;
+    use crate::config::{Config, ConfigError};
+
+    const ISSUER: &str =
+        "[[issuers]]\nissuer = \"https://issuer.example\"\njwks_file = \"jwks.json\"\n";
+
+    fn parse(section: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(
+            &format!("[revocation]\n{section}\n{ISSUER}"),
+            Path::new("/etc/jwtd"),
+        )
+    }
+
+    fn invalid(section: &str) -> (String, String) {
+        match parse(section) {
+            Err(ConfigError::Invalid { key, problem }) => (key, problem),
+            other => panic!("expected Invalid for {section:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_key_parses_with_its_default() {
+        let c = parse("file = \"revoked.jsonl\"").expect("valid");
+        let r = c.revocation.expect("section");
+        assert_eq!(r.file, Some(PathBuf::from("/etc/jwtd/revoked.jsonl")));
+        assert_eq!(r.file_refresh, Duration::from_secs(5));
+        assert_eq!(r.url_refresh, Duration::from_secs(30));
+        assert_eq!(r.max_stale, Duration::from_secs(300));
+        assert_eq!(r.on_stale, OnStale::Serve);
+        assert_eq!(r.max_entries, 100_000);
+        assert_eq!(r.subject_ttl_seconds, 86_400 + 3_600);
+        assert_eq!(r.redis_prefix, "jwtd:revocation");
+        assert!(
+            Config::from_toml(ISSUER, Path::new("/"))
+                .expect("valid")
+                .revocation
+                .is_none()
+        );
+
+        let c = parse(
+            "url = \"http://127.0.0.1:8080/revoked\"\nallow_insecure_http = true\n\
+             redis_url = \"rediss://:pw@redis.internal:6380/2\"\nrefresh_seconds = 2\n\
+             max_stale_seconds = 10\non_stale = \"unavailable\"\n\
+             issuers = [\"https://issuer.example\"]\nmax_entries = 5\nmax_list_bytes = 2048\n\
+             max_token_lifetime_seconds = 600\nsubject_ttl_seconds = 700\nredis_prefix = \"x:y\"",
+        )
+        .expect("valid");
+        let r = c.revocation.expect("section");
+        assert_eq!(r.url_refresh, Duration::from_secs(2));
+        assert_eq!(r.on_stale, OnStale::Unavailable);
+        let redis = r.redis_url.expect("redis");
+        assert!(redis.is_tls());
+        assert!(!format!("{redis:?}").contains("pw"), "{redis:?}");
+        assert_eq!(r.subject_ttl_seconds, 700);
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_the_key() {
+        for (section, key, says) in [
+            ("", "revocation", "names no source"),
+            ("url = \"not a url\"", "revocation.url", "not a URL"),
+            (
+                "url = \"http://lists.example/r\"",
+                "revocation.url",
+                "allow_insecure_http",
+            ),
+            (
+                "url = \"ftp://lists.example/r\"",
+                "revocation.url",
+                "http(s)",
+            ),
+            (
+                "redis_url = \"http://redis:6379\"",
+                "revocation.redis_url",
+                "redis://",
+            ),
+            (
+                "redis_url = \"://:pw@\"",
+                "revocation.redis_url",
+                "not a URL",
+            ),
+            (
+                "file = \"f\"\non_stale = \"ignore\"",
+                "revocation.on_stale",
+                "\"ignore\"",
+            ),
+            ("file = \"f\"\nissuers = []", "revocation.issuers", "empty"),
+            (
+                "file = \"f\"\nissuers = [\"https://else\"]",
+                "revocation.issuers[0]",
+                "not a configured",
+            ),
+            (
+                "file = \"f\"\nmax_entries = 0",
+                "revocation.max_entries",
+                "outside",
+            ),
+            (
+                "file = \"f\"\nmax_list_bytes = 10",
+                "revocation.max_list_bytes",
+                "outside",
+            ),
+            (
+                "file = \"f\"\nredis_prefix = \"a*\"",
+                "revocation.redis_prefix",
+                "SCAN",
+            ),
+            (
+                "file = \"f\"\nmax_token_lifetime_seconds = 600\nsubject_ttl_seconds = 599",
+                "revocation.subject_ttl_seconds",
+                "outlive",
+            ),
+            (
+                "file = \"f\"\nrefresh_seconds = -1",
+                "revocation.refresh_seconds",
+                "",
+            ),
+        ] {
+            let (got, problem) = invalid(section);
+            assert_eq!(got, key, "{section:?}: {problem}");
+            assert!(problem.contains(says), "{section:?}: {problem}");
+            assert!(!problem.contains("pw"), "{problem}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = parse("file = \"f\"\nrefresh = 5").expect_err("unknown key");
+        assert!(err.to_string().contains("refresh"), "{err}");
+    }
 }

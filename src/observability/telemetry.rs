@@ -74,6 +74,11 @@ pub const REVOCATION_SYNCS: &str = "jwtd_revocation_syncs_total";
 /// value; `over_cap`: past `max_entries`).
 pub const REVOCATION_REFUSED: &str = "jwtd_revocation_refused_entries_total";
 
+/// Tokens answered REVOKED, by the kind of entry that matched (`jti`,
+/// `subject`); `jwtd_verifications_total{status="STATUS_REVOKED"}` counts
+/// them by issuer too.
+pub const REVOKED: &str = "jwtd_revoked_tokens_total";
+
 /// Spans dropped because the export queue was full (collector slow or down).
 pub const SPANS_DROPPED: &str = "jwtd_trace_spans_dropped_total";
 /// Spans handed to the OTLP exporter, by result (`ok`, `error`).
@@ -214,6 +219,15 @@ pub fn revocation_refused(source: &'static str, reason: &'static str, count: usi
         counter!(REVOCATION_REFUSED, "source" => source, "reason" => reason)
             .increment(count as u64);
     }
+}
+
+/// A token answered REVOKED.
+pub fn revoked(by: &crate::verifier::verify::RevokedBy) {
+    let by = match by {
+        crate::verifier::verify::RevokedBy::Jti => "jti",
+        crate::verifier::verify::RevokedBy::Subject { .. } => "subject",
+    };
+    counter!(REVOKED, "by" => by).increment(1);
 }
 
 /// Spans dropped before export.

@@ -64,7 +64,11 @@ impl Entry {
         let quote = |s: &str| Value::String(s.to_owned()).to_string();
         match self {
             Entry::Jti { iss, jti, exp } => {
-                format!(r#"{{"iss":{},"jti":{},"exp":{exp}}}"#, quote(iss), quote(jti))
+                format!(
+                    r#"{{"iss":{},"jti":{},"exp":{exp}}}"#,
+                    quote(iss),
+                    quote(jti)
+                )
             }
             Entry::Subject {
                 iss,
@@ -218,7 +222,10 @@ mod tests {
         for (line, want) in [
             (&b"not json"[..], EntryError::NotObject),
             (b"[1,2]", EntryError::NotObject),
-            (b"{\"iss\":\"i\",\"jti\":\"j\",\"exp\":1,\"exp\":2}", EntryError::NotObject),
+            (
+                b"{\"iss\":\"i\",\"jti\":\"j\",\"exp\":1,\"exp\":2}",
+                EntryError::NotObject,
+            ),
             (b"{\"iss\":\"i\"}", EntryError::NoShape),
             (
                 b"{\"iss\":\"i\",\"jti\":\"j\",\"sub\":\"s\",\"exp\":1}",
@@ -226,12 +233,18 @@ mod tests {
             ),
             (b"{\"jti\":\"j\",\"exp\":1}", EntryError::Missing("iss")),
             (b"{\"iss\":\"i\",\"jti\":\"j\"}", EntryError::Missing("exp")),
-            (b"{\"iss\":\"i\",\"sub\":\"s\"}", EntryError::Missing("revoked_at")),
+            (
+                b"{\"iss\":\"i\",\"sub\":\"s\"}",
+                EntryError::Missing("revoked_at"),
+            ),
             (
                 b"{\"iss\":\"i\",\"jti\":\"\",\"exp\":1}",
                 EntryError::BadString("jti"),
             ),
-            (b"{\"iss\":7,\"jti\":\"j\",\"exp\":1}", EntryError::BadString("iss")),
+            (
+                b"{\"iss\":7,\"jti\":\"j\",\"exp\":1}",
+                EntryError::BadString("iss"),
+            ),
             (
                 b"{\"iss\":\"i\",\"jti\":\"j\",\"exp\":\"1767225600\"}",
                 EntryError::BadTime("exp"),

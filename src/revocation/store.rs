@@ -337,9 +337,10 @@ impl Source {
                 applied.expired += 1;
                 continue;
             }
+            let full = next.len() >= max;
             match next.get_mut(&key) {
                 Some(existing) => *existing = existing.merge(mark),
-                None if next.len() >= max => applied.over_cap += 1,
+                None if full => applied.over_cap += 1,
                 None => {
                     next.insert(key, mark);
                 }
@@ -581,6 +582,21 @@ impl Revocations {
         }
     }
 
+    /// A store with no source: every check passes (no `[revocation]`).
+    pub fn none() -> Self {
+        Self::new(
+            &[],
+            &StoreSettings {
+                on_stale: OnStale::Serve,
+                covered: None,
+                max_entries: 0,
+                leeways: HashMap::new(),
+                subject_ttl_seconds: 0,
+                wait_for_first_load: false,
+            },
+        )
+    }
+
     /// The sources, in the order `file`, `url`, `redis` (those configured).
     pub fn sources(&self) -> &[Arc<Source>] {
         &self.sources
@@ -700,14 +716,17 @@ mod tests {
     }
 
     fn claims(jti: Option<&str>, sub: Option<&str>, iat: Option<i64>) -> Claims {
-        Claims {
-            iss: Some(ISS.into()),
-            sub: sub.map(Into::into),
-            jti: jti.map(Into::into),
-            iat,
-            exp: Some(NOW + 600),
-            ..Claims::default()
+        let mut payload = serde_json::json!({ "iss": ISS, "exp": NOW + 600 });
+        if let Some(jti) = jti {
+            payload["jti"] = jti.into();
         }
+        if let Some(sub) = sub {
+            payload["sub"] = sub.into();
+        }
+        if let Some(iat) = iat {
+            payload["iat"] = iat.into();
+        }
+        Claims::parse(payload.to_string().as_bytes()).expect("claims parse")
     }
 
     fn jti(iss: &str, jti: &str, exp: i64) -> Entry {
@@ -736,14 +755,25 @@ mod tests {
         let file = s.source(SourceKind::File).expect("file");
         let applied = file.replace([jti(ISS, "j1", NOW + 600)], at(NOW));
         assert_eq!(applied.kept, 1);
-        let revoked = Err(Rejection::Revoked {
-            by: RevokedBy::Jti,
-        });
-        assert_eq!(s.check(ISS, &claims(Some("j1"), None, None), at(NOW)), revoked);
-        assert_eq!(s.check(ISS, &claims(Some("j2"), None, None), at(NOW)), Ok(()));
-        assert_eq!(s.check(ISS, &claims(None, Some("j1"), None), at(NOW)), Ok(()));
+        let revoked = Err(Rejection::Revoked { by: RevokedBy::Jti });
         assert_eq!(
-            s.check("https://other.test", &claims(Some("j1"), None, None), at(NOW)),
+            s.check(ISS, &claims(Some("j1"), None, None), at(NOW)),
+            revoked
+        );
+        assert_eq!(
+            s.check(ISS, &claims(Some("j2"), None, None), at(NOW)),
+            Ok(())
+        );
+        assert_eq!(
+            s.check(ISS, &claims(None, Some("j1"), None), at(NOW)),
+            Ok(())
+        );
+        assert_eq!(
+            s.check(
+                "https://other.test",
+                &claims(Some("j1"), None, None),
+                at(NOW)
+            ),
             Ok(()),
             "another issuer's token with the same jti"
         );
@@ -754,7 +784,10 @@ mod tests {
         let s = store(&settings());
         let file = s.source(SourceKind::File).expect("file");
         file.replace(
-            [jti(ISS, "j1", NOW + 10), jti("https://unknown", "j1", NOW + 10)],
+            [
+                jti(ISS, "j1", NOW + 10),
+                jti("https://unknown", "j1", NOW + 10),
+            ],
             at(NOW),
         );
         let token = claims(Some("j1"), None, None);
@@ -843,7 +876,10 @@ mod tests {
         file.replace([jti(ISS, "a", NOW + 60), jti(ISS, "b", NOW + 60)], at(NOW));
         file.replace([jti(ISS, "b", NOW + 60), jti(ISS, "c", NOW + 60)], at(NOW));
         assert_eq!(file.len(), 2);
-        let check = |id: &str| s.check(ISS, &claims(Some(id), None, None), at(NOW)).is_err();
+        let check = |id: &str| {
+            s.check(ISS, &claims(Some(id), None, None), at(NOW))
+                .is_err()
+        };
         assert!(!check("a") && check("b") && check("c"));
         file.replace([], at(NOW));
         assert!(file.is_empty() && !check("b"));
@@ -859,12 +895,21 @@ mod tests {
         let list = (0..5).map(|i| jti(ISS, &format!("j{i}"), NOW + 60));
         let applied = file.replace(list, at(NOW));
         assert_eq!((applied.kept, applied.over_cap), (2, 3));
-        let check = |id: &str| s.check(ISS, &claims(Some(id), None, None), at(NOW)).is_err();
-        assert!(check("j0") && check("j1") && !check("j2"), "list order decides");
+        let check = |id: &str| {
+            s.check(ISS, &claims(Some(id), None, None), at(NOW))
+                .is_err()
+        };
+        assert!(
+            check("j0") && check("j1") && !check("j2"),
+            "list order decides"
+        );
         let redis = s.source(SourceKind::Redis).expect("redis");
         assert_eq!(redis.apply(jti(ISS, "r0", NOW + 60), at(NOW)), Ok(true));
         assert_eq!(redis.apply(jti(ISS, "r1", NOW + 60), at(NOW)), Ok(true));
-        assert_eq!(redis.apply(jti(ISS, "r2", NOW + 60), at(NOW)), Err(OverCap(2)));
+        assert_eq!(
+            redis.apply(jti(ISS, "r2", NOW + 60), at(NOW)),
+            Err(OverCap(2))
+        );
         // Updating a key already held is not growth.
         assert_eq!(redis.apply(jti(ISS, "r1", NOW + 90), at(NOW)), Ok(true));
         assert_eq!(redis.len(), 2);
@@ -924,9 +969,7 @@ mod tests {
             .expect("fits");
         assert_eq!(
             s.check(ISS, &token, at(NOW)),
-            Err(Rejection::Revoked {
-                by: RevokedBy::Jti
-            })
+            Err(Rejection::Revoked { by: RevokedBy::Jti })
         );
         s.source(SourceKind::File).expect("file").synced();
         assert_eq!(

@@ -500,19 +500,17 @@ mod tests {
                 Rejection::AudienceMismatch(AudienceSide::Requested),
                 S::AudienceMismatch,
             ),
-            (
-                Rejection::Revoked {
-                    by: RevokedBy::Jti,
-                },
-                S::Revoked,
-            ),
+            (Rejection::Revoked { by: RevokedBy::Jti }, S::Revoked),
             (
                 Rejection::Revoked {
                     by: RevokedBy::Subject { revoked_at: 5 },
                 },
                 S::Revoked,
             ),
-            (Rejection::RevocationStale { list: "redis" }, S::KeysUnavailable),
+            (
+                Rejection::RevocationStale { list: "redis" },
+                S::KeysUnavailable,
+            ),
         ];
         for (rejection, want) in cases {
             assert_eq!(status_of(&rejection), want, "{rejection:?}");

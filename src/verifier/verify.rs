@@ -155,7 +155,10 @@ impl std::fmt::Display for RevokedBy {
         match self {
             RevokedBy::Jti => f.write_str("its jti is revoked"),
             RevokedBy::Subject { revoked_at } => {
-                write!(f, "its subject is revoked for tokens issued before {revoked_at}")
+                write!(
+                    f,
+                    "its subject is revoked for tokens issued before {revoked_at}"
+                )
             }
         }
     }

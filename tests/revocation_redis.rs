@@ -289,7 +289,10 @@ async fn a_restarted_redis_is_reconnected_and_read_again() {
     // will load at start (a dump in its --dir): an entry no one published.
     drop(redis);
     let seed_dir = tempfile::tempdir().unwrap();
-    let seed = Redis::start(&bin, free_port(), seed_dir.path());
+    let seed_port = std::iter::repeat_with(free_port)
+        .find(|p| *p != port)
+        .unwrap();
+    let seed = Redis::start(&bin, seed_port, seed_dir.path());
     revoke(
         &config_for(&seed),
         &["--iss", ISS, "--jti", "seeded", "--exp", &exp],

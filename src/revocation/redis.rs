@@ -332,7 +332,7 @@ async fn session(
                 apply_message(source, message.get_payload_bytes(), clock.now());
             }
             _ = heartbeat.tick() => {
-                match tokio::time::timeout(TIMEOUT, sink.ping::<String>()).await {
+                match tokio::time::timeout(TIMEOUT, sink.ping::<redis::Value>()).await {
                     Ok(Ok(_)) => source.synced(),
                     Ok(Err(e)) => return redis.error(e),
                     Err(_) => return redis.error("no PONG within 2 s"),

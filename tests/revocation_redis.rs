@@ -245,7 +245,12 @@ async fn jwtd_revoke_on_one_replica_is_answered_revoked_by_another_within_a_seco
     assert_eq!(c.status(&hot).await, S::Revoked);
     assert_eq!(c.status(&dave_before).await, S::Revoked);
     assert_eq!(c.status(&cold).await, S::Valid);
-    drop((a, b, c));
+    // One connection each all along: no heartbeat failed, no reconnect.
+    for mut replica in [a, b, c] {
+        let log = replica.served.log_so_far();
+        let lost: Vec<_> = log.iter().filter(|l| l.contains("unreachable")).collect();
+        assert!(lost.is_empty(), "{lost:#?}");
+    }
 }
 
 #[tokio::test]

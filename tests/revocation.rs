@@ -39,7 +39,7 @@ impl Jwtd {
         let jwks = data("keys/jwks.json");
         let toml = format!(
             "startup = \"wait\"\n[revocation]\n{revocation}\n\
-             [[issuers]]\nissuer = {ISS:?}\njwks_file = {jwks:?}\n"
+             [[issuers]]\nissuer = {ISS:?}\njwks_file = {jwks:?}\naudiences = [\"api\"]\n"
         );
         let config = Config::from_toml(&toml, std::path::Path::new("/")).expect("test config");
         let (registry, _) = Registry::start(&config).await.expect("registry starts");

@@ -41,6 +41,12 @@
 //!   81k tokens/s); in an earlier run without it, 2 of 3 runs tipped into
 //!   queueing past the 1 s deadline (admitted p50 0.9 s, half the calls
 //!   failed). The pool still gets every cycle the front end does not use.
+//! - **Revocation last, for hits and misses alike**: every admitted token
+//!   is checked against [`crate::revocation::Revocations`] when it is
+//!   rendered, memo hit or not, since the memo stores authentication and
+//!   not admission; a revocation applies to a memoized token at once. The
+//!   check is two lookups in a lock-free table, none when no list has
+//!   entries (BENCHMARKS.md, "Revocation (issue 13)").
 //! - **Big batches are scanned off the reactor**: hashing a batch of over
 //!   [`SCAN_INLINE_BYTES`] (64 KiB, ~60 µs of SHA-256) runs on tokio's
 //!   blocking pool, at most one per verification thread at once (a

@@ -32,7 +32,7 @@ fn main() {
     let (keys, _) = KeySet::from_jwks(jwks.as_bytes(), Origin::LocalFile).unwrap();
     let trust = Trust::new(
         [TrustedIssuer {
-            policy: Arc::new(IssuerPolicy::new(ISS).unwrap()),
+            policy: Arc::new(IssuerPolicy::new(ISS).unwrap().allowing_any_audience()),
             keys: KeyState::Loaded(Arc::new(keys)),
         }],
         8192,

@@ -86,7 +86,11 @@ fn lookups(c: &mut Criterion) {
 
     let trust = Trust::new(
         issuers.iter().map(|i| TrustedIssuer {
-            policy: Arc::new(IssuerPolicy::new(i.clone()).unwrap()),
+            policy: Arc::new(
+                IssuerPolicy::new(i.clone())
+                    .unwrap()
+                    .allowing_any_audience(),
+            ),
             keys: KeyState::Loaded(Arc::new(key_set())),
         }),
         8192,

@@ -209,6 +209,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Loads every issuer's keys once (fetching URL sources) and reports.
 async fn check_config(config: &Config) -> anyhow::Result<()> {
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let mut keys = 0;
     for (index, issuer) in config.issuers.iter().enumerate() {
         let name = issuer.policy.issuer();
@@ -314,6 +317,9 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
     if let Some(addr) = config.metrics_listen {
         telemetry::serve_metrics(addr)?;
         tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+    }
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
     }
     let (registry, refused) = Registry::start(&config).await?;
     for (issuer, r) in refused {

@@ -240,7 +240,7 @@ async fn sighup_reloads_the_config_and_keeps_it_when_the_new_one_is_bad() {
     // An issuer added (applied); the drain period and the batch size
     // changed (restart only: the batch size sizes the transport's cap).
     let added = format!(
-        "{}\n[[issuers]]\nissuer = \"https://hmac.test\"\njwks_file = {hmac_jwks:?}\nrequire_exp = false\n",
+        "{}\n[[issuers]]\nissuer = \"https://hmac.test\"\njwks_file = {hmac_jwks:?}\nrequire_exp = false\nallow_any_audience = true\n",
         dev_config_text()
             .replace("drain_seconds = 0", "drain_seconds = 1")
             .replace("max_batch = 1024", "max_batch = 1")

@@ -113,6 +113,7 @@ async fn narrowing_applies_to_hits() {
     let billing = Narrowing {
         audiences: vec!["billing".into()],
         issuer: None,
+        ..Narrowing::default()
     };
     assert_eq!(
         statuses(&run(&engine, &batch, billing).await),
@@ -122,6 +123,7 @@ async fn narrowing_applies_to_hits() {
     let other_issuer = Narrowing {
         audiences: vec![],
         issuer: Some(HMAC_ISS.into()),
+        ..Narrowing::default()
     };
     assert_eq!(
         statuses(&run(&engine, &batch, other_issuer).await),
@@ -222,7 +224,7 @@ async fn a_removed_key_invalidates_memoized_results() {
     write(&["rsa2048", "p256"]);
     let config = Config::from_toml(
         &format!(
-            "[[issuers]]\nissuer = \"{ISS}\"\njwks_file = {:?}\nrefresh_seconds = 0.05\n",
+            "[[issuers]]\nissuer = \"{ISS}\"\njwks_file = {:?}\nrefresh_seconds = 0.05\nallow_any_audience = true\n",
             path.display().to_string()
         ),
         std::path::Path::new("/"),
@@ -264,7 +266,7 @@ async fn a_removed_key_invalidates_memoized_results() {
 
 #[tokio::test]
 async fn a_disabled_memo_verifies_every_time() {
-    let policy = IssuerPolicy::new(ISS).unwrap();
+    let policy = IssuerPolicy::new(ISS).unwrap().allowing_any_audience();
     let config = EngineConfig {
         memo_entries: 0,
         negative_entries: 0,
@@ -354,6 +356,7 @@ proptest! {
         let narrowing = Narrowing {
             audiences: audience.map(|a| vec![a.to_owned()]).unwrap_or_default(),
             issuer: None,
+            ..Narrowing::default()
         };
         let policy = IssuerPolicy::new(ISS)
             .and_then(|p| p.with_audiences(vec!["api".into(), "billing".into()]))

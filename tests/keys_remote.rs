@@ -158,7 +158,7 @@ impl Jwtd {
 
 fn issuer_toml(source: &str, extra: &str) -> String {
     format!(
-        "startup = \"wait\"\n[[issuers]]\nissuer = \"{ISS}\"\n{source}\nallow_insecure_http = true\nrequire_exp = true\n{extra}\n"
+        "startup = \"wait\"\n[[issuers]]\nissuer = \"{ISS}\"\n{source}\nallow_insecure_http = true\nrequire_exp = true\nallow_any_audience = true\n{extra}\n"
     )
 }
 
@@ -628,8 +628,8 @@ async fn a_reload_adds_removes_and_changes_issuers() {
     // Add an issuer; narrow the first one's audiences. Its source is
     // unchanged, so it keeps its keys (the reload asks it to look again).
     let second = format!(
-        "{}audiences = [\"other\"]\n[[issuers]]\nissuer = \"{HMAC_ISS}\"\njwks_file = {:?}\n",
-        first,
+        "{}[[issuers]]\nissuer = \"{HMAC_ISS}\"\njwks_file = {:?}\nallow_any_audience = true\n",
+        first.replace("allow_any_audience = true", "audiences = [\"other\"]"),
         hmac_path.display().to_string()
     );
     let config = Config::from_toml(&second, std::path::Path::new("/")).unwrap();
@@ -651,7 +651,7 @@ async fn a_reload_adds_removes_and_changes_issuers() {
 
     // Remove the first issuer.
     let third = format!(
-        "[[issuers]]\nissuer = \"{HMAC_ISS}\"\njwks_file = {:?}\n",
+        "[[issuers]]\nissuer = \"{HMAC_ISS}\"\njwks_file = {:?}\nallow_any_audience = true\n",
         hmac_path.display().to_string()
     );
     let config = Config::from_toml(&third, std::path::Path::new("/")).unwrap();

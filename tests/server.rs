@@ -122,6 +122,7 @@ async fn a_request_narrows_audiences_and_issuer() {
             tokens: vec![token.clone(), hs.clone()],
             audiences: vec!["billing".into()],
             issuer: String::new(),
+            ..VerifyRequest::default()
         })
         .await
         .expect("call")
@@ -136,6 +137,7 @@ async fn a_request_narrows_audiences_and_issuer() {
             tokens: vec![token, hs],
             audiences: vec!["api".into()],
             issuer: HMAC_ISS.into(),
+            ..VerifyRequest::default()
         })
         .await
         .expect("call")
@@ -171,6 +173,7 @@ async fn whole_call_errors_are_grpc_statuses() {
             tokens: vec!["t".into()],
             audiences: vec![],
             issuer: "https://nobody.test".into(),
+            ..VerifyRequest::default()
         })
         .await
         .expect_err("unknown issuer filter");
@@ -186,6 +189,7 @@ async fn whole_call_errors_are_grpc_statuses() {
             tokens: vec!["t".into()],
             audiences: vec![String::new()],
             issuer: String::new(),
+            ..VerifyRequest::default()
         })
         .await
         .expect_err("empty audience");

@@ -129,8 +129,9 @@ func RetriesEnabled() bool {
 //     or, with a pushback of -1, a batch over the caller's burst, never
 //     retried: split the batch;
 //   - codes.PermissionDenied: jwtd does not allow this caller (never retried);
-//   - codes.InvalidArgument: a batch over jwtd's limits.max_batch or an
-//     issuer filter naming no configured issuer (never retried);
+//   - codes.InvalidArgument: a batch over jwtd's limits.max_batch, an
+//     issuer filter naming no configured issuer, or an empty audience or
+//     required scope, or a scope with whitespace (never retried);
 //   - codes.DeadlineExceeded, or codes.Unavailable after the retries ran out.
 //
 // status.Code(err) and status.Convert(err) work on it as on any gRPC error.
@@ -160,15 +161,40 @@ func pushbackOf(trailer metadata.MD) *int {
 	return &ms
 }
 
+// VerifyOption adds to the request Verify sends (RequiredScopes).
+type VerifyOption func(*jwtdv1.VerifyRequest)
+
+// RequiredScopes makes each token grant every one of scopes, on top of the
+// issuer's configured required_scopes: jwtd reads the token's scope claim
+// (space-separated) or scp (a string or an array of strings), and answers a
+// token lacking one STATUS_INSUFFICIENT_SCOPE with a reason naming the first
+// scope missing. Name each scope on its own: a scope that is empty or holds
+// whitespace fails the whole call with InvalidArgument.
+//
+//	results, err := Verify(ctx, client, tokens, nil, "", 2*time.Second, RequiredScopes("orders:read"))
+func RequiredScopes(scopes ...string) VerifyOption {
+	scopes = append([]string(nil), scopes...)
+	return func(r *jwtdv1.VerifyRequest) {
+		r.RequiredScopes = append(r.RequiredScopes, scopes...)
+	}
+}
+
 // Verify sends one batch with a deadline; ctx carries any request metadata
-// (a traceparent, a caller identity). A non-nil error is a whole-call
-// failure, a *CallError (status.Code(err) tells which); rejected tokens are
-// results, not errors.
-func Verify(ctx context.Context, client jwtdv1.VerifierServiceClient, tokens, audiences []string, issuer string, timeout time.Duration) ([]*jwtdv1.VerifyResult, error) {
+// (a traceparent, a caller identity). audiences and issuer only narrow
+// jwtd's configured policy; opts add to the request (RequiredScopes). A
+// non-nil error is a whole-call failure, a *CallError (status.Code(err)
+// tells which); rejected tokens are results, not errors, and are never
+// retried: the same token gets the same answer (only
+// STATUS_KEYS_UNAVAILABLE may change later).
+func Verify(ctx context.Context, client jwtdv1.VerifierServiceClient, tokens, audiences []string, issuer string, timeout time.Duration, opts ...VerifyOption) ([]*jwtdv1.VerifyResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	req := &jwtdv1.VerifyRequest{Tokens: tokens, Audiences: audiences, Issuer: issuer}
+	for _, opt := range opts {
+		opt(req)
+	}
 	var trailer metadata.MD
-	resp, err := client.Verify(ctx, &jwtdv1.VerifyRequest{Tokens: tokens, Audiences: audiences, Issuer: issuer}, grpc.Trailer(&trailer))
+	resp, err := client.Verify(ctx, req, grpc.Trailer(&trailer))
 	if err != nil {
 		s := status.Convert(err)
 		code := s.Code()
@@ -184,6 +210,7 @@ func main() {
 	target := flag.String("target", "127.0.0.1:50051", "jwtd's address")
 	issuer := flag.String("issuer", "", "accept only this configured issuer")
 	audience := flag.String("audience", "", "comma-separated audiences the tokens must carry one of")
+	scope := flag.String("scope", "", "comma-separated scopes the tokens must all grant")
 	timeout := flag.Duration("timeout", 2*time.Second, "deadline of the call")
 	flag.Parse()
 
@@ -201,7 +228,11 @@ func main() {
 	if *audience != "" {
 		audiences = strings.Split(*audience, ",")
 	}
-	results, err := Verify(context.Background(), jwtdv1.NewVerifierServiceClient(conn), flag.Args(), audiences, *issuer, *timeout)
+	var opts []VerifyOption
+	if *scope != "" {
+		opts = append(opts, RequiredScopes(strings.Split(*scope, ",")...))
+	}
+	results, err := Verify(context.Background(), jwtdv1.NewVerifierServiceClient(conn), flag.Args(), audiences, *issuer, *timeout, opts...)
 	if err != nil {
 		s := status.Convert(err)
 		fmt.Fprintf(os.Stderr, "call failed: %s: %s\n", s.Code(), s.Message())

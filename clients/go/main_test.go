@@ -51,8 +51,11 @@ import (
 const (
 	issuer     = "https://issuer.test"
 	slowIssuer = "https://slow.test"
-	audience   = "orders-api"
-	maxBatch   = 8
+	// typedIssuer reads jwks.json too, and accepts only access tokens
+	// (header typ "at+jwt").
+	typedIssuer = "https://typed.test"
+	audience    = "orders-api"
+	maxBatch    = 8
 
 	callerHeader = "x-caller"
 	// bulkBatch tokens of about 4 KiB make a call of 1.2 MB, past grpc-go's
@@ -105,7 +108,10 @@ func mustAbs(p string) string {
 
 // TestMain starts a JWKS server that answers once then hangs (so a call
 // waiting on an unknown-kid refresh outlives its deadline), then jwtd, and
-// runs the tests once jwtd's health says SERVING.
+// runs the tests once jwtd's health says SERVING. Every issuer names the
+// audience its tokens carry: one with neither audiences nor
+// allow_any_audience = true rejects every token unless the call names
+// audiences.
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -152,7 +158,14 @@ issuer = %q
 jwks_uri = %q
 allow_insecure_http = true
 kid_miss_wait_ms = 30000
-`, maxBatch, issuer, filepath.Join(keys, "jwks.json"), audience, slowIssuer, slow.URL+"/jwks.json")
+audiences = [%q]
+[[issuers]]
+issuer = %q
+jwks_file = %q
+audiences = [%q]
+types = ["at+jwt"]
+`, maxBatch, issuer, filepath.Join(keys, "jwks.json"), audience, slowIssuer, slow.URL+"/jwks.json", audience,
+		typedIssuer, filepath.Join(keys, "jwks.json"), audience)
 	configPath := filepath.Join(dir, "jwtd.toml")
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		panic(err)
@@ -301,8 +314,14 @@ func privateKey(t *testing.T, name string) crypto.Signer {
 	return key.(crypto.Signer)
 }
 
-// mint signs an RS256 (RSA key) or ES256 (P-256 key) token.
+// mint signs an RS256 (RSA key) or ES256 (P-256 key) token with typ "JWT".
 func mint(t *testing.T, keyName, kid string, claims map[string]interface{}) string {
+	t.Helper()
+	return mintTyped(t, keyName, kid, "JWT", claims)
+}
+
+// mintTyped is mint with the header's typ.
+func mintTyped(t *testing.T, keyName, kid, typ string, claims map[string]interface{}) string {
 	t.Helper()
 	key := privateKey(t, keyName)
 	alg := "RS256"
@@ -314,7 +333,7 @@ func mint(t *testing.T, keyName, kid string, claims map[string]interface{}) stri
 	for k, v := range claims {
 		payload[k] = v
 	}
-	header, _ := json.Marshal(map[string]string{"alg": alg, "kid": kid, "typ": "JWT"})
+	header, _ := json.Marshal(map[string]string{"alg": alg, "kid": kid, "typ": typ})
 	body, _ := json.Marshal(payload)
 	input := b64(header) + "." + b64(body)
 	digest := sha256.Sum256([]byte(input))
@@ -383,6 +402,79 @@ func TestRejections(t *testing.T) {
 		if r.GetStatus() != c.want || r.GetReason() == "" || r.GetClaims() != nil {
 			t.Errorf("%s: got %s %q, want %s with a reason", c.name, r.GetStatus(), r.GetReason(), c.want)
 		}
+	}
+}
+
+func TestRequiredScopes(t *testing.T) {
+	for _, grant := range []struct {
+		name   string
+		claims map[string]interface{}
+	}{
+		{"scope string", map[string]interface{}{"scope": "read write"}},
+		{"scp array", map[string]interface{}{"scp": []string{"read", "write"}}},
+	} {
+		token := mint(t, "rsa2048", "rsa2048", grant.claims)
+		verify := func(scopes ...string) *jwtdv1.VerifyResult {
+			t.Helper()
+			results, err := Verify(context.Background(), client, []string{token}, nil, "", 10*time.Second, RequiredScopes(scopes...))
+			if err != nil {
+				t.Fatalf("%s: %v", grant.name, err)
+			}
+			return results[0]
+		}
+		for _, granted := range [][]string{{"read"}, {"read", "write"}} {
+			if r := verify(granted...); r.GetStatus() != jwtdv1.Status_STATUS_VALID {
+				t.Errorf("%s: required %v: %s: %s", grant.name, granted, r.GetStatus(), r.GetReason())
+			}
+		}
+		for _, missing := range [][]string{{"admin"}, {"read", "admin"}} {
+			r := verify(missing...)
+			if r.GetStatus() != jwtdv1.Status_STATUS_INSUFFICIENT_SCOPE || r.GetClaims() != nil ||
+				!strings.Contains(r.GetReason(), "admin") || strings.Contains(r.GetReason(), "read") {
+				t.Errorf("%s: required %v: got %s %q, want STATUS_INSUFFICIENT_SCOPE naming admin", grant.name, missing, r.GetStatus(), r.GetReason())
+			}
+		}
+	}
+}
+
+func TestRequiredScopeWithWhitespaceIsInvalidArgument(t *testing.T) {
+	token := mint(t, "rsa2048", "rsa2048", map[string]interface{}{"scope": "read write"})
+	_, err := Verify(context.Background(), client, []string{token}, nil, "", 10*time.Second, RequiredScopes("read write"))
+	if s := status.Convert(err); s.Code() != codes.InvalidArgument || !strings.Contains(s.Message(), "required_scopes[0]") {
+		t.Fatalf("got %v, want INVALID_ARGUMENT naming required_scopes[0]", err)
+	}
+}
+
+func TestIssuerTypes(t *testing.T) {
+	typed := map[string]interface{}{"iss": typedIssuer}
+	r := verifyOne(t, mintTyped(t, "rsa2048", "rsa2048", "JWT", typed))
+	if r.GetStatus() != jwtdv1.Status_STATUS_TYPE_NOT_ALLOWED || !strings.Contains(r.GetReason(), `"JWT"`) || r.GetClaims() != nil {
+		t.Errorf("typ JWT: got %s %q, want STATUS_TYPE_NOT_ALLOWED naming it", r.GetStatus(), r.GetReason())
+	}
+	if r := verifyOne(t, mintTyped(t, "rsa2048", "rsa2048", "at+jwt", typed)); r.GetStatus() != jwtdv1.Status_STATUS_VALID {
+		t.Errorf("typ at+jwt: %s: %s", r.GetStatus(), r.GetReason())
+	}
+	// An issuer without types accepts either.
+	for _, typ := range []string{"JWT", "at+jwt"} {
+		if r := verifyOne(t, mintTyped(t, "rsa2048", "rsa2048", typ, nil)); r.GetStatus() != jwtdv1.Status_STATUS_VALID {
+			t.Errorf("untyped issuer, typ %s: %s: %s", typ, r.GetStatus(), r.GetReason())
+		}
+	}
+}
+
+func TestStatusNames(t *testing.T) {
+	for s, name := range map[jwtdv1.Status]string{
+		jwtdv1.Status_STATUS_REVOKED:            "STATUS_REVOKED",
+		jwtdv1.Status_STATUS_TYPE_NOT_ALLOWED:   "STATUS_TYPE_NOT_ALLOWED",
+		jwtdv1.Status_STATUS_INSUFFICIENT_SCOPE: "STATUS_INSUFFICIENT_SCOPE",
+		jwtdv1.Status_STATUS_CLIENT_NOT_ALLOWED: "STATUS_CLIENT_NOT_ALLOWED",
+	} {
+		if s.String() != name {
+			t.Errorf("%d reads %s, want %s", s, s, name)
+		}
+	}
+	if jwtdv1.Status_STATUS_TYPE_NOT_ALLOWED != 14 || jwtdv1.Status_STATUS_INSUFFICIENT_SCOPE != 15 || jwtdv1.Status_STATUS_CLIENT_NOT_ALLOWED != 16 {
+		t.Error("the generated stubs number the statuses unlike proto/")
 	}
 }
 

@@ -541,8 +541,7 @@ impl Corpus {
                 let picks: Vec<&(Status, String)> = positions.map(|p| &self.stream[p]).collect();
                 let request = pb::VerifyRequest {
                     tokens: picks.iter().map(|(_, t)| t.clone()).collect(),
-                    audiences: Vec::new(),
-                    issuer: String::new(),
+                    ..pb::VerifyRequest::default()
                 };
                 Prepared {
                     body: Bytes::from(request.encode_to_vec()),

@@ -218,6 +218,27 @@ impl Config {
         .collect()
     }
 
+    /// What is valid but probably not meant: each issuer without an
+    /// audience rule (neither `audiences` nor `allow_any_audience = true`),
+    /// whose tokens are AUDIENCE_MISMATCH unless the call names audiences.
+    /// `check-config` and the start of `serve` log them.
+    pub fn warnings(&self) -> Vec<String> {
+        self.issuers
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| {
+                *i.policy.audience_rule() == crate::verifier::policy::AudienceRule::Unset
+            })
+            .map(|(n, i)| {
+                format!(
+                    "issuers[{n}] ({}) sets neither audiences nor allow_any_audience = true: \
+                     its tokens are AUDIENCE_MISMATCH unless the call names audiences",
+                    i.policy.issuer()
+                )
+            })
+            .collect()
+    }
+
     /// `new` as a reload applies it to a process started with `self`: the
     /// restart-only limits stay those of the start, so the snapshot's
     /// `max_batch` never outgrows the transport's decode cap.
@@ -828,6 +849,71 @@ mod tests {
             ),
         ] {
             let (got, _) = invalid_key(&format!("{text}\n{MINIMAL}"));
+            assert_eq!(got, key, "{text}");
+        }
+    }
+
+    #[test]
+    fn issuer_grants_and_the_audience_decision_parse() {
+        let c = parse(&format!(
+            "{MINIMAL}types = [\"at+jwt\", \"\"]\nrequired_scopes = [\"read\"]\n\
+             authorized_parties = [\"web\"]\nmax_age_seconds = 3600\n\
+             roles_claim = \"realm_access.roles\"\nrequired_roles = [\"admin\"]\n\
+             allow_any_audience = true\n[ext_authz]\ndetailed_errors = false\n"
+        ))
+        .expect("valid");
+        let p = &c.issuers[0].policy;
+        assert_eq!(p.types(), Some(&["at+jwt".to_owned(), String::new()][..]));
+        assert_eq!(p.required_scopes(), ["read"]);
+        assert_eq!(p.authorized_parties(), ["web"]);
+        assert_eq!(p.max_age(), Some(3600));
+        let roles = p.roles().expect("roles");
+        assert_eq!(
+            (roles.path.len(), &roles.required[..]),
+            (2, &["admin".to_owned()][..])
+        );
+        assert_eq!(
+            *p.audience_rule(),
+            crate::verifier::policy::AudienceRule::Any
+        );
+        assert!(!c.ext_authz.detailed_errors);
+        assert!(c.warnings().is_empty());
+
+        let unset = parse(MINIMAL).expect("valid: a warning, not an error");
+        let warnings = unset.warnings();
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].contains("issuers[0]") && warnings[0].contains("allow_any_audience"),
+            "{warnings:?}"
+        );
+        assert!(
+            parse(&format!("{MINIMAL}audiences = [\"api\"]"))
+                .expect("valid")
+                .warnings()
+                .is_empty()
+        );
+
+        for (text, key) in [
+            ("audiences = []", "issuers[0].audiences"),
+            (
+                "audiences = [\"a\"]\nallow_any_audience = true",
+                "issuers[0].allow_any_audience",
+            ),
+            ("types = []", "issuers[0].types"),
+            (
+                "required_scopes = [\"read write\"]",
+                "issuers[0].required_scopes",
+            ),
+            ("authorized_parties = []", "issuers[0].authorized_parties"),
+            ("max_age_seconds = 0", "issuers[0].max_age_seconds"),
+            (
+                "roles_claim = \"a..b\"\nrequired_roles = [\"x\"]",
+                "issuers[0].roles_claim",
+            ),
+            ("roles_claim = \"roles\"", "issuers[0].roles_claim"),
+            ("required_roles = [\"x\"]", "issuers[0].required_roles"),
+        ] {
+            let (got, _) = invalid_key(&format!("{MINIMAL}{text}"));
             assert_eq!(got, key, "{text}");
         }
     }

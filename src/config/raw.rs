@@ -66,6 +66,7 @@ pub(super) struct RawExtAuthz {
     pub(super) remove_authorization: Option<bool>,
     pub(super) on_overload: Option<String>,
     pub(super) max_request_bytes: Option<usize>,
+    pub(super) detailed_errors: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,6 +116,13 @@ pub(super) struct RawIssuer {
     pub(super) issuer: String,
     pub(super) jwks_file: Option<PathBuf>,
     pub(super) audiences: Option<Vec<String>>,
+    pub(super) allow_any_audience: Option<bool>,
+    pub(super) types: Option<Vec<String>>,
+    pub(super) required_scopes: Option<Vec<String>>,
+    pub(super) authorized_parties: Option<Vec<String>>,
+    pub(super) max_age_seconds: Option<i64>,
+    pub(super) roles_claim: Option<String>,
+    pub(super) required_roles: Option<Vec<String>>,
     pub(super) algorithms: Option<Vec<String>>,
     pub(super) leeway_seconds: Option<i64>,
     pub(super) required_claims: Option<Vec<String>>,

@@ -183,10 +183,62 @@ pub(super) fn issuers(raw: Vec<RawIssuer>, base: &Path) -> Result<Vec<IssuerConf
             ));
         }
         let mut policy = IssuerPolicy::new(raw.issuer).map_err(|e| invalid(at("issuer"), e))?;
-        if let Some(audiences) = raw.audiences {
+        match (raw.audiences, raw.allow_any_audience) {
+            (Some(_), Some(true)) => {
+                return Err(invalid(
+                    at("allow_any_audience"),
+                    "is true while audiences are listed: say one or the other",
+                ));
+            }
+            (Some(audiences), _) => {
+                policy = policy.with_audiences(audiences).map_err(|e| {
+                    invalid(
+                        at("audiences"),
+                        format!("{e} (allow_any_audience = true accepts any)"),
+                    )
+                })?;
+            }
+            (None, Some(true)) => policy = policy.allowing_any_audience(),
+            // No rule: only audiences a call names admit a token
+            // (`check-config` warns).
+            (None, _) => {}
+        }
+        if let Some(types) = raw.types {
             policy = policy
-                .with_audiences(audiences)
-                .map_err(|e| invalid(at("audiences"), format!("an audience {e}")))?;
+                .with_types(types)
+                .map_err(|e| invalid(at("types"), e))?;
+        }
+        if let Some(scopes) = raw.required_scopes {
+            policy = policy
+                .with_required_scopes(scopes)
+                .map_err(|e| invalid(at("required_scopes"), format!("a scope {e}")))?;
+        }
+        if let Some(parties) = raw.authorized_parties {
+            policy = policy
+                .with_authorized_parties(parties)
+                .map_err(|e| invalid(at("authorized_parties"), e))?;
+        }
+        if let Some(seconds) = raw.max_age_seconds {
+            policy = policy
+                .with_max_age(seconds)
+                .map_err(|e| invalid(at("max_age_seconds"), e))?;
+        }
+        match (raw.roles_claim, raw.required_roles) {
+            (Some(path), Some(roles)) => {
+                policy = policy
+                    .with_roles(&path, roles)
+                    .map_err(|e| invalid(at("roles_claim"), e))?;
+            }
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(invalid(at("roles_claim"), "is set without required_roles"));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    at("required_roles"),
+                    "is set without roles_claim (e.g. \"realm_access.roles\")",
+                ));
+            }
         }
         if let Some(names) = raw.algorithms {
             let algorithms = parse_algorithms(&names).map_err(|e| invalid(at("algorithms"), e))?;
@@ -430,6 +482,7 @@ pub(super) fn ext_authz_config(raw: RawExtAuthz) -> Result<ExtAuthzConfig, Confi
             defaults.max_request_bytes,
             4096..=16 * 1024 * 1024,
         )?,
+        detailed_errors: raw.detailed_errors.unwrap_or(defaults.detailed_errors),
     })
 }
 

@@ -245,6 +245,9 @@ pub struct ExtAuthzConfig {
     /// Largest CheckRequest the transport decodes (the headers of one HTTP
     /// request and Envoy's attributes).
     pub max_request_bytes: usize,
+    /// Send clients the rejection's reason (`true`), or only the RFC 6750
+    /// error code and a generic description (`false`).
+    pub detailed_errors: bool,
 }
 
 impl Default for ExtAuthzConfig {
@@ -260,6 +263,7 @@ impl Default for ExtAuthzConfig {
             remove_authorization: false,
             on_overload: OnOverload::Deny,
             max_request_bytes: DEFAULT_CHECK_REQUEST_BYTES,
+            detailed_errors: true,
         }
     }
 }

@@ -624,6 +624,9 @@ pub fn batch_span(size: usize) -> Span {
         jwtd.status.STATUS_AUDIENCE_MISMATCH = tracing::field::Empty,
         jwtd.status.STATUS_MISSING_CLAIM = tracing::field::Empty,
         jwtd.status.STATUS_REVOKED = tracing::field::Empty,
+        jwtd.status.STATUS_TYPE_NOT_ALLOWED = tracing::field::Empty,
+        jwtd.status.STATUS_INSUFFICIENT_SCOPE = tracing::field::Empty,
+        jwtd.status.STATUS_CLIENT_NOT_ALLOWED = tracing::field::Empty,
     )
 }
 
@@ -644,7 +647,7 @@ pub fn record_statuses<'a>(span: &Span, counts: impl IntoIterator<Item = (&'a st
 }
 
 /// The batch span's status fields.
-const STATUS_FIELDS: [&str; 13] = [
+const STATUS_FIELDS: [&str; 16] = [
     "jwtd.status.STATUS_VALID",
     "jwtd.status.STATUS_MALFORMED",
     "jwtd.status.STATUS_TOKEN_TOO_LARGE",
@@ -658,6 +661,9 @@ const STATUS_FIELDS: [&str; 13] = [
     "jwtd.status.STATUS_AUDIENCE_MISMATCH",
     "jwtd.status.STATUS_MISSING_CLAIM",
     "jwtd.status.STATUS_REVOKED",
+    "jwtd.status.STATUS_TYPE_NOT_ALLOWED",
+    "jwtd.status.STATUS_INSUFFICIENT_SCOPE",
+    "jwtd.status.STATUS_CLIENT_NOT_ALLOWED",
 ];
 
 /// The span over the signature checks of a batch's memo misses, done on

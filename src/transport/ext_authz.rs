@@ -16,9 +16,27 @@
 //!   retry). No token: 401 with a bare `Bearer` challenge (RFC 6750 §3),
 //!   unless missing tokens are allowed.
 //!
+//! - a good token without a scope the route needs (`jwtd.scopes`) or the
+//!   issuer requires: 403 with `Bearer error="insufficient_scope",
+//!   scope="…"` (RFC 6750 §3.1); an `azp`/`client_id` not allowed: 403.
+//!
 //! Per route, Envoy's `context_extensions` (set by the operator in the route
-//! config, never by the client) may say `jwtd.allow_missing = "true"` and
-//! `jwtd.audiences = "a,b"` (accept only those audiences here).
+//! config, never by the client) may say `jwtd.allow_missing = "true"`,
+//! `jwtd.audiences = "a,b"` (accept only those audiences here) and
+//! `jwtd.scopes = "read write"` (every token must grant both). A value that
+//! names nothing (`""`, `" , "`) is a route configuration error
+//! (INVALID_ARGUMENT), never a silent removal of the restriction.
+//!
+//! Decisions:
+//! - `detailed_errors = false` sends the client only the RFC 6750 error code
+//!   and a generic description: reasons name issuer URLs and server times,
+//!   which are not for the internet. Envoy's log (the gRPC status message)
+//!   always gets the precise reason.
+//! - A `sub` that cannot be a header value (CR, LF, NUL or other control
+//!   characters, or over the header length limit) denies the request with
+//!   401 `invalid_token` rather than dropping the header: an upstream that
+//!   keys on `x-jwt-sub` would otherwise see an authenticated request with
+//!   no identity, and might treat it as anonymous or as a default user.
 //!
 //! When jwtd will not do a Check now (shed for overload: 503; the caller
 //! over its `[callers]` limit: 429), it answers DENIED with `retry-after`,
@@ -98,7 +116,11 @@ impl AuthzApi {
         };
         let token = match input.token {
             BearerToken::Present(token) => token,
-            BearerToken::Missing if input.allow_missing => return Ok(self.allowed(None)),
+            BearerToken::Missing if input.allow_missing => {
+                return self
+                    .allowed(None)
+                    .ok_or_else(|| Status::internal("no claims, yet a header was refused"));
+            }
             BearerToken::Missing => return Ok(denied(401, "Bearer".into(), "no token")),
             BearerToken::NotBearer => {
                 return Ok(denied(
@@ -108,9 +130,11 @@ impl AuthzApi {
                 ));
             }
         };
+        let route_scopes = input.scopes.clone();
         let narrowing = Narrowing {
             audiences: input.audiences,
             issuer: None,
+            scopes: input.scopes,
         };
         let tokens = Arc::new(vec![token.into_owned()]);
         let (results, _, _) =
@@ -127,22 +151,54 @@ impl AuthzApi {
         };
         let status = pb::Status::try_from(result.status).unwrap_or(pb::Status::Unspecified);
         match (status, result.claims) {
-            (pb::Status::Valid, Some(claims)) => Ok(self.allowed(Some(&claims))),
-            _ => {
-                let code = http_status_of(status);
-                let reason = result.reason;
-                let www = if code == 503 {
-                    String::new()
-                } else {
-                    challenge("invalid_token", &reason)
-                };
-                Ok(denied(
-                    code,
-                    www,
-                    &format!("{}: {reason}", status.as_str_name()),
-                ))
-            }
+            (pb::Status::Valid, Some(claims)) => Ok(match self.allowed(Some(&claims)) {
+                Some(ok) => ok,
+                None => self.rejected(
+                    pb::Status::Malformed,
+                    "the subject cannot be forwarded as a header (control characters, or over 4 KiB)",
+                    &route_scopes,
+                ),
+            }),
+            _ => Ok(self.rejected(status, &result.reason, &route_scopes)),
         }
+    }
+
+    /// DENIED for a token jwtd rejected with `status` and `reason`: its HTTP
+    /// code, and an RFC 6750 challenge (`insufficient_scope` naming the
+    /// route's scopes, else `invalid_token`; none for an outage). With
+    /// `detailed_errors = false` the client sees only the error code and a
+    /// generic description; Envoy's log still gets the reason.
+    fn rejected(&self, status: pb::Status, reason: &str, route_scopes: &[String]) -> CheckResponse {
+        let code = http_status_of(status);
+        let error = match status {
+            pb::Status::InsufficientScope => "insufficient_scope",
+            _ => "invalid_token",
+        };
+        let description = if self.config.detailed_errors {
+            reason
+        } else {
+            generic_description(error)
+        };
+        let www = match code {
+            503 => String::new(),
+            _ if error == "insufficient_scope" => {
+                insufficient_scope_challenge(description, route_scopes)
+            }
+            _ => challenge(error, description),
+        };
+        let body = if self.config.detailed_errors {
+            format!("{}: {reason}", status.as_str_name())
+        } else if code == 503 {
+            "temporarily unavailable".to_owned()
+        } else {
+            error.to_owned()
+        };
+        let mut response = denied(code, www, &body);
+        if let Some(rpc) = response.status.as_mut() {
+            // For Envoy's logs, never the client: the precise reason.
+            rpc.message = format!("{}: {reason}", status.as_str_name());
+        }
+        response
     }
 
     /// A Check jwtd will not do now: `status` (RESOURCE_EXHAUSTED, with its
@@ -166,13 +222,16 @@ impl AuthzApi {
     }
 
     /// OK, with the claims' headers set (and every other configured header
-    /// removed) when there is a verified token.
-    fn allowed(&self, claims: Option<&pb::Claims>) -> CheckResponse {
+    /// removed) when there is a verified token. `None` when the subject
+    /// cannot be a header value: the caller denies the request rather than
+    /// send it upstream without its identity (or with a header injected).
+    fn allowed(&self, claims: Option<&pb::Claims>) -> Option<CheckResponse> {
         let config = &*self.config;
         let mut set: Vec<(String, String)> = Vec::new();
         if let Some(claims) = claims {
             if !config.subject_header.is_empty() && !claims.subject.is_empty() {
-                set.push((config.subject_header.clone(), claims.subject.clone()));
+                let subject = serde_json::Value::String(claims.subject.clone());
+                set.push((config.subject_header.clone(), header_value(&subject)?));
             }
             if !config.issuer_header.is_empty() {
                 set.push((config.issuer_header.clone(), claims.issuer.clone()));
@@ -200,7 +259,7 @@ impl AuthzApi {
         if config.remove_authorization && claims.is_some() {
             headers_to_remove.push(config.header.clone());
         }
-        CheckResponse {
+        Some(CheckResponse {
             status: Some(rpc::Status {
                 code: tonic::Code::Ok as i32,
                 ..rpc::Status::default()
@@ -214,7 +273,7 @@ impl AuthzApi {
                 ..OkHttpResponse::default()
             })),
             ..CheckResponse::default()
-        }
+        })
     }
 }
 
@@ -241,6 +300,8 @@ pub struct CheckInput<'r> {
     /// Audiences this route accepts (narrowing the issuers' own); empty for
     /// no narrowing.
     pub audiences: Vec<String>,
+    /// Scopes every token must grant on this route (`jwtd.scopes`).
+    pub scopes: Vec<String>,
     /// The token, if the request carries one.
     pub token: BearerToken<'r>,
 }
@@ -265,6 +326,10 @@ pub enum RouteError {
     /// `jwtd.allow_missing` is neither `"true"` nor `"false"`.
     #[error("context extension jwtd.allow_missing is {0:?}, not \"true\" or \"false\"")]
     AllowMissing(String),
+    /// A route value that names nothing (`jwtd.audiences: ""`, `" , "`):
+    /// taken as no restriction, it would silently open the route.
+    #[error("context extension {0} is set but names nothing; remove it, or name a value")]
+    Blank(&'static str),
 }
 
 /// Reads a Check request as `config` says: pure, so the fuzzer can feed it
@@ -282,15 +347,24 @@ pub fn read_check<'r>(
         Some(other) => return Err(RouteError::AllowMissing(other.to_owned())),
         None => config.allow_missing,
     };
-    let audiences: Vec<String> = setting("jwtd.audiences")
-        .map(|a| {
-            a.split(',')
+    let list =
+        |name: &'static str, separator: fn(char) -> bool| -> Result<Vec<String>, RouteError> {
+            let Some(value) = setting(name) else {
+                return Ok(Vec::new());
+            };
+            let items: Vec<String> = value
+                .split(separator)
                 .map(str::trim)
-                .filter(|a| !a.is_empty())
+                .filter(|v| !v.is_empty())
                 .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+                .collect();
+            if items.is_empty() {
+                return Err(RouteError::Blank(name));
+            }
+            Ok(items)
+        };
+    let audiences = list("jwtd.audiences", |c| c == ',')?;
+    let scopes = list("jwtd.scopes", char::is_whitespace)?;
     let http = attributes
         .and_then(|a| a.request.as_ref())
         .and_then(|r| r.http.as_ref());
@@ -310,6 +384,7 @@ pub fn read_check<'r>(
     Ok(CheckInput {
         allow_missing,
         audiences,
+        scopes,
         token,
     })
 }
@@ -353,11 +428,14 @@ fn not_now_http(not_now: NotNow<'_>) -> Overload {
 }
 
 /// The HTTP status Envoy answers a rejected token with: 403 for a token
-/// that is good but not for this audience, 503 for a key outage (so a
-/// caller can tell it from a bad token, and retry), 401 for the rest.
+/// that is good but not for this audience, client or scope, 503 for a key
+/// outage (so a caller can tell it from a bad token, and retry), 401 for
+/// the rest.
 pub fn http_status_of(status: pb::Status) -> u16 {
     match status {
-        pb::Status::AudienceMismatch => 403,
+        pb::Status::AudienceMismatch
+        | pb::Status::InsufficientScope
+        | pb::Status::ClientNotAllowed => 403,
         pb::Status::KeysUnavailable => 503,
         _ => 401,
     }
@@ -424,6 +502,36 @@ fn header_value(value: &serde_json::Value) -> Option<String> {
     fits.then_some(text)
 }
 
+/// What a client is told with `detailed_errors = false`: RFC 6750's own
+/// wording, nothing about the token, the issuer or the server's clock.
+fn generic_description(error: &str) -> &'static str {
+    match error {
+        "insufficient_scope" => {
+            "The request requires higher privileges than provided by the access token."
+        }
+        _ => "The access token is invalid.",
+    }
+}
+
+/// `Bearer error="insufficient_scope", error_description="…", scope="…"`
+/// (RFC 6750 §3.1), the scope attribute naming the route's scopes when it
+/// has some.
+fn insufficient_scope_challenge(description: &str, scopes: &[String]) -> String {
+    let mut c = challenge("insufficient_scope", description);
+    let scopes: Vec<&str> = scopes
+        .iter()
+        .map(String::as_str)
+        .filter(|s| {
+            s.chars()
+                .all(|c| c == '!' || ('#'..='[').contains(&c) || (']'..='~').contains(&c))
+        })
+        .collect();
+    if !scopes.is_empty() {
+        c.push_str(&format!(", scope=\"{}\"", scopes.join(" ")));
+    }
+    c
+}
+
 /// `Bearer error="…", error_description="…"`, with the description reduced
 /// to the characters RFC 6750 allows there.
 fn challenge(error: &str, description: &str) -> String {
@@ -483,17 +591,81 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_audience_and_outage_differ_from_401() {
+    fn good_tokens_not_for_here_are_403_outages_503_the_rest_401() {
         for n in 1.. {
             let Ok(status) = pb::Status::try_from(n) else {
                 break;
             };
             let want = match status {
-                pb::Status::AudienceMismatch => 403,
+                pb::Status::AudienceMismatch
+                | pb::Status::InsufficientScope
+                | pb::Status::ClientNotAllowed => 403,
                 pb::Status::KeysUnavailable => 503,
                 _ => 401,
             };
             assert_eq!(http_status_of(status), want, "{status:?}");
+        }
+    }
+
+    #[test]
+    fn blank_route_values_are_errors_not_open_routes() {
+        let config = ExtAuthzConfig::default();
+        for (name, value) in [
+            ("jwtd.audiences", ""),
+            ("jwtd.audiences", " , "),
+            ("jwtd.scopes", "  "),
+        ] {
+            let request = request_with(&[("authorization", "Bearer x")], &[(name, value)]);
+            assert_eq!(
+                read_check(&config, &request),
+                Err(RouteError::Blank(name)),
+                "{name}: {value:?}"
+            );
+        }
+        let request = request_with(
+            &[],
+            &[
+                ("jwtd.audiences", "orders, billing"),
+                ("jwtd.scopes", "read  write"),
+            ],
+        );
+        let input = read_check(&config, &request).expect("valid");
+        assert_eq!(input.audiences, ["orders", "billing"]);
+        assert_eq!(input.scopes, ["read", "write"]);
+    }
+
+    #[test]
+    fn the_insufficient_scope_challenge_names_the_routes_scopes() {
+        assert_eq!(
+            insufficient_scope_challenge("missing scope write", &["read".into(), "write".into()]),
+            "Bearer error=\"insufficient_scope\", error_description=\"missing scope write\", scope=\"read write\""
+        );
+        assert_eq!(
+            insufficient_scope_challenge("d", &[]),
+            "Bearer error=\"insufficient_scope\", error_description=\"d\""
+        );
+    }
+
+    fn request_with(headers: &[(&str, &str)], route: &[(&str, &str)]) -> CheckRequest {
+        use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+        use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+        let pairs = |l: &[(&str, &str)]| {
+            l.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        CheckRequest {
+            attributes: Some(AttributeContext {
+                request: Some(Request {
+                    http: Some(HttpRequest {
+                        headers: pairs(headers),
+                        ..HttpRequest::default()
+                    }),
+                    ..Request::default()
+                }),
+                context_extensions: pairs(route),
+                ..AttributeContext::default()
+            }),
         }
     }
 

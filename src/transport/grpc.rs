@@ -33,7 +33,7 @@ use crate::transport::callers::{Callers, Refusal};
 use crate::verifier::policy::Narrowing;
 use crate::verifier::verify::{Rejection, Verified};
 
-/// Most audiences one request may name.
+/// Most audiences, and most required scopes, one request may name.
 pub const MAX_REQUEST_AUDIENCES: usize = 64;
 /// Longest audience or issuer a request may name, in bytes.
 pub const MAX_REQUEST_VALUE_BYTES: usize = 1024;
@@ -88,9 +88,23 @@ impl VerifierApi {
             }
             iss => Some(iss.to_owned()),
         };
+        if request.required_scopes.len() > MAX_REQUEST_AUDIENCES {
+            return Err(Status::invalid_argument(format!(
+                "{} required scopes is over the limit of {MAX_REQUEST_AUDIENCES}",
+                request.required_scopes.len()
+            )));
+        }
+        if let Some(i) = request.required_scopes.iter().position(|s| {
+            s.is_empty() || s.len() > MAX_REQUEST_VALUE_BYTES || s.chars().any(char::is_whitespace)
+        }) {
+            return Err(Status::invalid_argument(format!(
+                "required_scopes[{i}] must be 1 to {MAX_REQUEST_VALUE_BYTES} bytes without whitespace"
+            )));
+        }
         Ok(Narrowing {
             audiences: request.audiences.clone(),
             issuer,
+            scopes: request.required_scopes.clone(),
         })
     }
 }
@@ -372,6 +386,10 @@ pub fn status_of(rejection: &Rejection) -> pb::Status {
         Rejection::Expired { .. } => S::Expired,
         Rejection::NotYetValid { .. } => S::NotYetValid,
         Rejection::AudienceMismatch(_) => S::AudienceMismatch,
+        Rejection::TypeNotAllowed(_) => S::TypeNotAllowed,
+        Rejection::InsufficientScope(_) | Rejection::MissingRole(_) => S::InsufficientScope,
+        Rejection::ClientNotAllowed => S::ClientNotAllowed,
+        Rejection::TooOld { .. } => S::Expired,
     }
 }
 
@@ -510,6 +528,28 @@ mod tests {
             (
                 Rejection::RevocationStale { list: "redis" },
                 S::KeysUnavailable,
+            ),
+            (
+                Rejection::AudienceMismatch(AudienceSide::Unconfigured),
+                S::AudienceMismatch,
+            ),
+            (
+                Rejection::TypeNotAllowed(Some("JWT".into())),
+                S::TypeNotAllowed,
+            ),
+            (
+                Rejection::InsufficientScope("read".into()),
+                S::InsufficientScope,
+            ),
+            (Rejection::MissingRole("admin".into()), S::InsufficientScope),
+            (Rejection::ClientNotAllowed, S::ClientNotAllowed),
+            (
+                Rejection::TooOld {
+                    iat: 1,
+                    max_age: 2,
+                    now: 5,
+                },
+                S::Expired,
             ),
         ];
         for (rejection, want) in cases {

@@ -32,6 +32,16 @@ pub struct Claims {
     pub iat: Option<i64>,
     /// `jti`.
     pub jti: Option<String>,
+    /// The scopes granted, space-separated: `scope` (a space-separated
+    /// string, RFC 8693 and RFC 9068) and `scp` (the same, or an array of
+    /// strings, as some identity providers send it), together; `None` when
+    /// neither is there. One string, not a list: one allocation on the cold
+    /// path (a scope-token has no spaces, RFC 6749 §3.3); see [`Claims::grants`].
+    pub scopes: Option<String>,
+    /// `azp`, the party the token was issued to (OpenID Connect).
+    pub azp: Option<String>,
+    /// `client_id`, the same for access tokens (RFC 9068).
+    pub client_id: Option<String>,
     /// Names of every top-level member whose value is not `null`, each as a
     /// 4-byte little-endian length and its bytes (one allocation for all;
     /// a separator could be forged inside an escaped name, a length cannot).
@@ -57,6 +67,20 @@ impl Claims {
                 Malformed::NotObject(Part::Payload)
             })
         })
+    }
+
+    /// The granted scopes, one by one.
+    pub fn grants(&self) -> impl Iterator<Item = &str> {
+        self.scopes
+            .as_deref()
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|s| !s.is_empty())
+    }
+
+    /// True when `scope` is granted.
+    pub fn grants_scope(&self, scope: &str) -> bool {
+        self.grants().any(|s| s == scope)
     }
 
     /// Heap bytes held by the remembered member names.
@@ -126,6 +150,29 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
                 "iss" => string(&mut map, &mut claims.iss, || self.wrong_type("iss"))?,
                 "sub" => string(&mut map, &mut claims.sub, || self.wrong_type("sub"))?,
                 "jti" => string(&mut map, &mut claims.jti, || self.wrong_type("jti"))?,
+                "azp" => string(&mut map, &mut claims.azp, || self.wrong_type("azp"))?,
+                "client_id" => string(&mut map, &mut claims.client_id, || {
+                    self.wrong_type("client_id")
+                })?,
+                "scope" | "scp" => {
+                    let claim = if &*name == "scope" { "scope" } else { "scp" };
+                    let Scopes(granted) = map
+                        .next_value::<Scopes>()
+                        .map_err(|_: A::Error| self.wrong_type(claim))?;
+                    // `null` is absent, as for every other claim.
+                    let present = granted.is_some();
+                    if let Some(granted) = granted {
+                        match &mut claims.scopes {
+                            Some(all) if !granted.is_empty() => {
+                                all.push(' ');
+                                all.push_str(&granted);
+                            }
+                            Some(_) => {}
+                            None => claims.scopes = Some(granted),
+                        }
+                    }
+                    present
+                }
                 "aud" => {
                     let aud = map
                         .next_value::<Audiences>()
@@ -202,6 +249,49 @@ impl<'de> de::Deserialize<'de> for NumericDate {
     }
 }
 
+/// `scope` / `scp`: a space-separated string, or an array of strings (each
+/// one scope), kept space-separated; `null` is no claim.
+struct Scopes(Option<String>);
+
+impl<'de> de::Deserialize<'de> for Scopes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScopesVisitor;
+        impl<'de> Visitor<'de> for ScopesVisitor {
+            type Value = Scopes;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a space-separated string or an array of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scopes, E> {
+                Ok(Scopes(Some(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Scopes, E> {
+                Ok(Scopes(Some(v)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Scopes, E> {
+                Ok(Scopes(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scopes, A::Error> {
+                let mut out = String::new();
+                while let Some(scope) = seq.next_element::<String>()? {
+                    // A scope-token has no spaces (RFC 6749 §3.3): an element
+                    // with one would read as two scopes once joined.
+                    if scope.is_empty() || scope.contains(' ') {
+                        return Err(de::Error::custom(
+                            "a scope in an array is empty or has a space",
+                        ));
+                    }
+                    if !out.is_empty() {
+                        out.push(' ');
+                    }
+                    out.push_str(&scope);
+                }
+                Ok(Scopes(Some(out)))
+            }
+        }
+        deserializer.deserialize_any(ScopesVisitor)
+    }
+}
+
 /// `aud`: one string or an array of strings (RFC 7519 §4.1.3).
 struct Audiences(Vec<String>);
 
@@ -247,6 +337,31 @@ mod tests {
     }
 
     #[test]
+    fn scopes_come_from_scope_and_scp_as_strings_or_arrays() {
+        let grants = |c: &Claims| c.grants().map(str::to_owned).collect::<Vec<_>>();
+        let c = Claims::parse(br#"{"scope":"read  write"}"#).expect("valid");
+        assert_eq!(grants(&c), ["read", "write"]);
+        let c = Claims::parse(br#"{"scp":["orders.read","orders.write"]}"#).expect("valid");
+        assert_eq!(grants(&c), ["orders.read", "orders.write"]);
+        assert!(c.grants_scope("orders.write") && !c.grants_scope("orders"));
+        let c = Claims::parse(br#"{"scope":"a","scp":"b c"}"#).expect("valid");
+        assert_eq!(grants(&c), ["a", "b", "c"]);
+        let c = Claims::parse(br#"{"scope":"","scp":[]}"#).expect("valid");
+        assert_eq!(grants(&c), Vec::<String>::new());
+        assert_eq!(
+            Claims::parse(br#"{"sub":"x"}"#).expect("valid").scopes,
+            None
+        );
+        let c = Claims::parse(br#"{"scope":null}"#).expect("null is absent");
+        assert!(c.scopes.is_none() && !c.has("scope"));
+        let c = Claims::parse(br#"{"azp":"web","client_id":"cli"}"#).expect("valid");
+        assert_eq!(
+            (c.azp.as_deref(), c.client_id.as_deref()),
+            (Some("web"), Some("cli"))
+        );
+    }
+
+    #[test]
     fn aud_may_be_an_array() {
         let c = Claims::parse(br#"{"aud":["a","b"]}"#).expect("valid");
         assert_eq!(c.aud, Some(vec!["a".to_owned(), "b".to_owned()]));
@@ -282,6 +397,11 @@ mod tests {
             (&br#"{"iss":1}"#[..], "iss"),
             (br#"{"sub":["a"]}"#, "sub"),
             (br#"{"jti":{}}"#, "jti"),
+            (br#"{"azp":1}"#, "azp"),
+            (br#"{"client_id":true}"#, "client_id"),
+            (br#"{"scope":7}"#, "scope"),
+            (br#"{"scp":{"a":1}}"#, "scp"),
+            (br#"{"scp":["a",1]}"#, "scp"),
             (br#"{"aud":["a",1]}"#, "aud"),
             (br#"{"aud":{"a":1}}"#, "aud"),
         ] {

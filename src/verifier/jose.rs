@@ -169,6 +169,9 @@ pub enum Malformed {
     /// The header has no `alg`, or it is not a string.
     #[error("header alg is missing or not a string")]
     Alg,
+    /// The header's `typ` is not a string.
+    #[error("header typ is not a string")]
+    Typ,
     /// The header's `kid` is not a string.
     #[error("header kid is not a string")]
     Kid,
@@ -237,6 +240,8 @@ pub struct Header {
     pub alg: AlgName,
     /// The `kid` member, when present.
     pub kid: Option<String>,
+    /// The `typ` member, when present (compared as [`normalized_type`] says).
+    pub typ: Option<String>,
 }
 
 /// A compact JWS split into its parts, with header and signature decoded.
@@ -251,6 +256,17 @@ pub struct Compact<'t> {
     pub payload: Vec<u8>,
     /// The decoded signature.
     pub signature: Signature,
+}
+
+/// A media type as RFC 7515 §4.1.9 says `typ` compares: without regard to
+/// case, and with an omitted `application/` prefix equal to a present one
+/// (`at+jwt` is `application/at+jwt`).
+pub fn normalized_type(typ: &str) -> String {
+    let lower = typ.to_ascii_lowercase();
+    match lower.strip_prefix("application/") {
+        Some(rest) if !rest.contains('/') => rest.to_owned(),
+        _ => lower,
+    }
 }
 
 /// Splits and decodes a compact JWS. Does no cryptography.
@@ -350,6 +366,7 @@ impl<'de> Visitor<'de> for HeaderSeed<'_> {
         let mut seen = Seen::default();
         let mut alg = None;
         let mut kid = None;
+        let mut typ = None;
         while let Some(Name(name)) = map.next_key()? {
             match &*name {
                 "alg" => {
@@ -362,6 +379,12 @@ impl<'de> Visitor<'de> for HeaderSeed<'_> {
                     kid = Some(
                         map.next_value::<String>()
                             .map_err(|_: A::Error| self.fail(Malformed::Kid))?,
+                    )
+                }
+                "typ" => {
+                    typ = Some(
+                        map.next_value::<String>()
+                            .map_err(|_: A::Error| self.fail(Malformed::Typ))?,
                     )
                 }
                 "crit" => return Err(self.fail(Malformed::Crit)),
@@ -378,7 +401,7 @@ impl<'de> Visitor<'de> for HeaderSeed<'_> {
             }
         }
         let alg = alg.ok_or_else(|| self.fail(Malformed::Alg))?;
-        Ok(Header { alg, kid })
+        Ok(Header { alg, kid, typ })
     }
 }
 
@@ -479,6 +502,7 @@ mod tests {
             ("{}", Malformed::Alg),
             (r#"{"alg":1}"#, Malformed::Alg),
             (r#"{"alg":"HS256","kid":7}"#, Malformed::Kid),
+            (r#"{"alg":"HS256","typ":["JWT"]}"#, Malformed::Typ),
             (r#"{"alg":"HS256"} {}"#, Malformed::NotObject(Part::Header)),
             (
                 r#"{"alg":"HS256","alg":"none"}"#,
@@ -559,5 +583,23 @@ mod tests {
         let c = parse_compact(&t).expect("structure is fine");
         assert_eq!(c.header.kid, None);
         assert_eq!(c.header.alg, AlgName::Known(Algorithm::RS256));
+    }
+
+    #[test]
+    fn types_compare_without_case_and_with_an_implied_application_prefix() {
+        let same_type = |a: &str, b: &str| normalized_type(a) == normalized_type(b);
+        assert!(same_type("at+jwt", "AT+JWT"));
+        assert!(same_type("at+jwt", "application/at+jwt"));
+        assert!(same_type("Application/AT+JWT", "at+jwt"));
+        assert!(same_type("JWT", "jwt"));
+        assert!(!same_type("at+jwt", "jwt"));
+        assert!(
+            !same_type("text/jwt", "jwt"),
+            "another top-level type stays apart"
+        );
+        assert!(!same_type("", "jwt"));
+        let t = token(r#"{"alg":"RS256","typ":"at+jwt"}"#, "{}");
+        let c = parse_compact(&t).expect("valid");
+        assert_eq!(c.header.typ.as_deref(), Some("at+jwt"));
     }
 }

@@ -28,6 +28,42 @@ pub enum PolicyError {
     /// The allowlist names no algorithm.
     #[error("must name at least one algorithm")]
     NoAlgorithm,
+    /// A list that must name something is empty.
+    #[error("must name at least one")]
+    EmptyList,
+    /// A scope or role with whitespace (scopes are space-separated).
+    #[error("{0:?} contains whitespace")]
+    Whitespace(String),
+    /// A maximum token age outside its range.
+    #[error("{0} is outside 1..=31622400 seconds")]
+    MaxAge(i64),
+    /// A claim path with an empty segment.
+    #[error("{0:?} is not a dot-separated claim path")]
+    ClaimPath(String),
+}
+
+/// How an issuer's audiences are checked. There is no silent default: a
+/// config says `audiences` or `allow_any_audience = true`; an issuer that
+/// says neither accepts a token only for audiences its caller names.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AudienceRule {
+    /// Nothing configured: only the audiences a call names can admit a
+    /// token (a call naming none gets AUDIENCE_MISMATCH).
+    #[default]
+    Unset,
+    /// Any audience, written out by the operator.
+    Any,
+    /// The token must carry one of these (non-empty).
+    OneOf(Vec<String>),
+}
+
+/// Roles that must be granted, read from a (possibly nested) claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolesRule {
+    /// The claim's path, split at dots: `["realm_access", "roles"]`.
+    pub path: Vec<String>,
+    /// Every one of these must be in the claim's array (or string).
+    pub required: Vec<String>,
 }
 
 /// Allowed clock skew, in seconds, for `exp` and `nbf`.
@@ -60,16 +96,25 @@ impl Default for Leeway {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuerPolicy {
     issuer: String,
-    audiences: Vec<String>,
+    audiences: AudienceRule,
     algorithms: AlgorithmSet,
     leeway: Leeway,
     required_claims: Vec<String>,
     require_exp: bool,
+    /// Normalized (`jose::normalized_type`); `""` lets an absent `typ` in.
+    types: Option<Vec<String>>,
+    required_scopes: Vec<String>,
+    authorized_parties: Vec<String>,
+    max_age: Option<i64>,
+    roles: Option<RolesRule>,
 }
 
 impl IssuerPolicy {
     /// A policy for tokens whose `iss` is exactly `issuer`, accepting every
-    /// supported algorithm, any audience, the default leeway, requiring `exp`.
+    /// supported algorithm, the default leeway, requiring `exp`, and no
+    /// audience rule ([`AudienceRule::Unset`]: only audiences a call names
+    /// admit a token) until [`Self::with_audiences`] or
+    /// [`Self::allowing_any_audience`] says otherwise.
     pub fn new(issuer: impl Into<String>) -> Result<Self, PolicyError> {
         let issuer = issuer.into();
         if issuer.is_empty() {
@@ -77,20 +122,94 @@ impl IssuerPolicy {
         }
         Ok(Self {
             issuer,
-            audiences: Vec::new(),
+            audiences: AudienceRule::Unset,
             algorithms: AlgorithmSet::all(),
             leeway: Leeway::default(),
             required_claims: Vec::new(),
             require_exp: true,
+            types: None,
+            required_scopes: Vec::new(),
+            authorized_parties: Vec::new(),
+            max_age: None,
+            roles: None,
         })
     }
 
-    /// Tokens must carry at least one of these audiences (none: any).
+    /// Tokens must carry at least one of these audiences (at least one).
     pub fn with_audiences(mut self, audiences: Vec<String>) -> Result<Self, PolicyError> {
+        if audiences.is_empty() {
+            return Err(PolicyError::EmptyList);
+        }
         if audiences.iter().any(String::is_empty) {
             return Err(PolicyError::Empty);
         }
-        self.audiences = audiences;
+        self.audiences = AudienceRule::OneOf(audiences);
+        Ok(self)
+    }
+
+    /// Tokens may carry any audience, or none.
+    pub fn allowing_any_audience(mut self) -> Self {
+        self.audiences = AudienceRule::Any;
+        self
+    }
+
+    /// The header's `typ` must be one of these (compared as RFC 7515 says);
+    /// `""` in the list lets a token without `typ` in.
+    pub fn with_types(mut self, types: Vec<String>) -> Result<Self, PolicyError> {
+        if types.is_empty() {
+            return Err(PolicyError::EmptyList);
+        }
+        self.types = Some(
+            types
+                .iter()
+                .map(|t| crate::verifier::jose::normalized_type(t))
+                .collect(),
+        );
+        Ok(self)
+    }
+
+    /// Every token must grant all of these scopes.
+    pub fn with_required_scopes(mut self, scopes: Vec<String>) -> Result<Self, PolicyError> {
+        check_names(&scopes)?;
+        self.required_scopes = scopes;
+        Ok(self)
+    }
+
+    /// The token's `azp` (or, without one, its `client_id`) must be one of
+    /// these.
+    pub fn with_authorized_parties(mut self, parties: Vec<String>) -> Result<Self, PolicyError> {
+        if parties.is_empty() {
+            return Err(PolicyError::EmptyList);
+        }
+        if parties.iter().any(String::is_empty) {
+            return Err(PolicyError::Empty);
+        }
+        self.authorized_parties = parties;
+        Ok(self)
+    }
+
+    /// Tokens issued (`iat`) longer ago than this, beyond the leeway, are
+    /// refused, whatever their `exp`; a token without `iat` is then refused.
+    pub fn with_max_age(mut self, seconds: i64) -> Result<Self, PolicyError> {
+        if !(1..=366 * 86_400).contains(&seconds) {
+            return Err(PolicyError::MaxAge(seconds));
+        }
+        self.max_age = Some(seconds);
+        Ok(self)
+    }
+
+    /// Every token must hold all of `required` in the claim at `path`
+    /// (dot-separated, e.g. `realm_access.roles`).
+    pub fn with_roles(mut self, path: &str, required: Vec<String>) -> Result<Self, PolicyError> {
+        let segments: Vec<String> = path.split('.').map(str::to_owned).collect();
+        if segments.iter().any(String::is_empty) {
+            return Err(PolicyError::ClaimPath(path.to_owned()));
+        }
+        check_names(&required)?;
+        self.roles = Some(RolesRule {
+            path: segments,
+            required,
+        });
         Ok(self)
     }
 
@@ -128,9 +247,37 @@ impl IssuerPolicy {
     pub fn issuer(&self) -> &str {
         &self.issuer
     }
-    /// Accepted audiences; empty means any.
+    /// The audiences a token must carry one of; empty when the rule is not
+    /// a list ([`Self::audience_rule`]).
     pub fn audiences(&self) -> &[String] {
+        match &self.audiences {
+            AudienceRule::OneOf(list) => list,
+            AudienceRule::Unset | AudienceRule::Any => &[],
+        }
+    }
+    /// How audiences are checked.
+    pub fn audience_rule(&self) -> &AudienceRule {
         &self.audiences
+    }
+    /// The accepted `typ` values, normalized; `None` accepts any.
+    pub fn types(&self) -> Option<&[String]> {
+        self.types.as_deref()
+    }
+    /// Scopes every token must grant.
+    pub fn required_scopes(&self) -> &[String] {
+        &self.required_scopes
+    }
+    /// Accepted `azp` / `client_id` values; empty accepts any.
+    pub fn authorized_parties(&self) -> &[String] {
+        &self.authorized_parties
+    }
+    /// The oldest a token may be, by its `iat`, in seconds.
+    pub fn max_age(&self) -> Option<i64> {
+        self.max_age
+    }
+    /// Roles every token must hold.
+    pub fn roles(&self) -> Option<&RolesRule> {
+        self.roles.as_ref()
     }
     /// The algorithm allowlist.
     pub fn algorithms(&self) -> AlgorithmSet {
@@ -215,6 +362,19 @@ impl Trust {
     }
 }
 
+/// Scope and role names: non-empty, without whitespace.
+fn check_names(names: &[String]) -> Result<(), PolicyError> {
+    for name in names {
+        if name.is_empty() {
+            return Err(PolicyError::Empty);
+        }
+        if name.chars().any(char::is_whitespace) {
+            return Err(PolicyError::Whitespace(name.clone()));
+        }
+    }
+    Ok(())
+}
+
 /// What one call adds to the configured policy: it can only narrow it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Narrowing {
@@ -222,6 +382,8 @@ pub struct Narrowing {
     pub audiences: Vec<String>,
     /// When set, only tokens from this issuer are acceptable.
     pub issuer: Option<String>,
+    /// Scopes every token must grant, beyond the issuer's own.
+    pub scopes: Vec<String>,
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::keys::{Key, KeySet};
 use crate::verifier::claims::Claims;
 use crate::verifier::jose::{self, AlgName, Algorithm, Malformed};
-use crate::verifier::policy::{IssuerPolicy, KeyState, Narrowing, Trust};
+use crate::verifier::policy::{AudienceRule, IssuerPolicy, KeyState, Narrowing, Trust};
 
 /// Kid-less tokens are checked against at most this many fitting keys.
 pub const MAX_KIDLESS_CANDIDATES: usize = 4;
@@ -135,6 +135,51 @@ pub enum Rejection {
         /// The source's kind (`file`, `url` or `redis`), never its location.
         list: &'static str,
     },
+    /// The header's `typ` is not one the issuer accepts (its value, when
+    /// short and printable, else `None`; absent is `Some("")`).
+    #[error("token type {} is not accepted", shown_type(.0.as_deref()))]
+    TypeNotAllowed(Option<String>),
+    /// A required scope (the issuer's or the call's) is not granted.
+    #[error("missing scope {0}")]
+    InsufficientScope(String),
+    /// A required role is not held.
+    #[error("missing role {0}")]
+    MissingRole(String),
+    /// The token's `azp` (or `client_id`) is not an authorized party.
+    #[error("the token's client (azp or client_id) is not authorized for this issuer")]
+    ClientNotAllowed,
+    /// Issued (`iat`) longer ago than the issuer's maximum age.
+    #[error("token issued at {iat}, over the maximum age of {max_age}s (now {now})")]
+    TooOld {
+        /// The token's iat.
+        iat: i64,
+        /// The issuer's `max_age_seconds`.
+        max_age: i64,
+        /// The time of the check.
+        now: i64,
+    },
+}
+
+/// How a token's `typ` reads in a reason: quoted when short and printable.
+fn shown_type(typ: Option<&str>) -> String {
+    match typ {
+        Some("") => "(none)".to_owned(),
+        Some(t) => format!("{t:?}"),
+        None => "(not printable)".to_owned(),
+    }
+}
+
+/// A token's `typ` as a rejection keeps it: `""` when absent, the value when
+/// at most 32 printable ASCII characters, `None` otherwise (reasons reach
+/// callers and logs; a header is the sender's text).
+fn type_for_reason(typ: Option<&str>) -> Option<String> {
+    match typ {
+        None => Some(String::new()),
+        Some(t) if t.len() <= 32 && t.bytes().all(|b| (b' '..=b'~').contains(&b)) => {
+            Some(t.to_owned())
+        }
+        Some(_) => None,
+    }
 }
 
 /// Which revocation entry matched a token.
@@ -171,6 +216,8 @@ pub enum AudienceSide {
     Configured,
     /// The audiences the call asked for.
     Requested,
+    /// The issuer has no audience rule and the call named no audience.
+    Unconfigured,
 }
 
 impl std::fmt::Display for AudienceSide {
@@ -178,6 +225,9 @@ impl std::fmt::Display for AudienceSide {
         f.write_str(match self {
             AudienceSide::Configured => "configured audiences",
             AudienceSide::Requested => "requested audiences",
+            AudienceSide::Unconfigured => {
+                "the issuer has no audiences configured and the call named none"
+            }
         })
     }
 }
@@ -191,6 +241,10 @@ pub struct Authenticated {
     claims: Claims,
     algorithm: Algorithm,
     kid: Option<String>,
+    /// The header's `typ`.
+    typ: Option<String>,
+    /// The roles at the issuer's roles path, when it has one.
+    roles: Option<Vec<String>>,
     payload: Vec<u8>,
     policy: Arc<IssuerPolicy>,
     key: Arc<Key>,
@@ -208,6 +262,10 @@ impl Authenticated {
     /// The header's kid, if any.
     pub fn kid(&self) -> Option<&str> {
         self.kid.as_deref()
+    }
+    /// The header's typ, if any.
+    pub fn typ(&self) -> Option<&str> {
+        self.typ.as_deref()
     }
     /// The payload bytes exactly as signed.
     pub fn payload(&self) -> &[u8] {
@@ -243,11 +301,22 @@ impl Authenticated {
     pub fn heap_bytes(&self) -> usize {
         let c = &self.claims;
         let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        let list = |l: &Option<Vec<String>>| {
+            l.as_ref().map_or(0, |a| {
+                a.capacity() * std::mem::size_of::<String>()
+                    + a.iter().map(String::capacity).sum::<usize>()
+            })
+        };
         self.payload.capacity()
             + opt(&self.kid)
+            + opt(&self.typ)
             + opt(&c.iss)
             + opt(&c.sub)
             + opt(&c.jti)
+            + opt(&c.azp)
+            + opt(&c.client_id)
+            + opt(&c.scopes)
+            + list(&self.roles)
             + c.aud.as_ref().map_or(0, |a| {
                 a.capacity() * std::mem::size_of::<String>()
                     + a.iter().map(String::capacity).sum::<usize>()
@@ -465,19 +534,49 @@ pub fn authenticate_with_context(
     let jose::Compact {
         header, payload, ..
     } = compact;
+    let roles = policy.roles().map(|rule| roles_at(&payload, &rule.path));
     Ok(Authenticated {
         claims,
         algorithm: alg,
         kid: header.kid,
+        // Kept only when the policy checks it: no allocation otherwise.
+        typ: header.typ.filter(|_| policy.types().is_some()),
+        roles,
         payload,
         policy: Arc::clone(policy),
         key: Arc::clone(key),
     })
 }
 
+/// The roles at `path` in a payload: an array of strings (other items
+/// skipped) or one string; nothing at the path, or another type, is no
+/// roles. Read once, when the token is authenticated (the payload was
+/// already parsed strictly by `Claims::parse`).
+fn roles_at(payload: &[u8], path: &[String]) -> Vec<String> {
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(payload) else {
+        return Vec::new();
+    };
+    let mut at = &doc;
+    for segment in path {
+        match at.get(segment) {
+            Some(next) => at = next,
+            None => return Vec::new(),
+        }
+    }
+    match at {
+        serde_json::Value::String(one) => vec![one.clone()],
+        serde_json::Value::Array(items) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The cheap part of [`verify`], run on every use of an [`Authenticated`]
 /// result, fresh or memoized: the call's issuer filter, `exp`, `nbf`, the
-/// configured and requested audiences, and the required claims.
+/// maximum age, the configured and requested audiences, the required
+/// claims, then the grants: `typ`, the authorized party, scopes and roles.
 pub fn admit<'a>(
     auth: &'a Authenticated,
     narrowing: &Narrowing,
@@ -485,7 +584,49 @@ pub fn admit<'a>(
 ) -> Result<Verified<'a>, Rejection> {
     check_requested_issuer(narrowing, auth.policy.issuer())?;
     check_claims(&auth.claims, &auth.policy, narrowing, now)?;
+    check_grants(auth, narrowing)?;
     Ok(Verified { auth })
+}
+
+/// What the token is for and what it may do: its `typ`, the client it was
+/// issued to, its scopes and its roles.
+fn check_grants(auth: &Authenticated, narrowing: &Narrowing) -> Result<(), Rejection> {
+    let policy = &auth.policy;
+    if let Some(types) = policy.types() {
+        let typ = auth.typ.as_deref().map(jose::normalized_type);
+        let accepted = types.iter().any(|t| match &typ {
+            None => t.is_empty(),
+            Some(typ) => typ == t,
+        });
+        if !accepted {
+            return Err(Rejection::TypeNotAllowed(type_for_reason(
+                auth.typ.as_deref(),
+            )));
+        }
+    }
+    let parties = policy.authorized_parties();
+    if !parties.is_empty() {
+        let claims = &auth.claims;
+        let client = claims.azp.as_ref().or(claims.client_id.as_ref());
+        if !client.is_some_and(|c| parties.contains(c)) {
+            return Err(Rejection::ClientNotAllowed);
+        }
+    }
+    if let Some(missing) = policy
+        .required_scopes()
+        .iter()
+        .chain(&narrowing.scopes)
+        .find(|s| !auth.claims.grants_scope(s))
+    {
+        return Err(Rejection::InsufficientScope(missing.clone()));
+    }
+    if let Some(rule) = policy.roles() {
+        let held = auth.roles.as_deref().unwrap_or_default();
+        if let Some(missing) = rule.required.iter().find(|r| !held.contains(r)) {
+            return Err(Rejection::MissingRole(missing.clone()));
+        }
+    }
+    Ok(())
 }
 
 fn check_requested_issuer(narrowing: &Narrowing, iss: &str) -> Result<(), Rejection> {
@@ -580,6 +721,17 @@ fn check_claims(
     {
         return Err(Rejection::NotYetValid { nbf, now, leeway });
     }
+    if let Some(max_age) = policy.max_age() {
+        let Some(iat) = claims.iat else {
+            return Err(Rejection::MissingClaim("iat".into()));
+        };
+        if now.saturating_sub(leeway).saturating_sub(max_age) > iat {
+            return Err(Rejection::TooOld { iat, max_age, now });
+        }
+    }
+    if *policy.audience_rule() == AudienceRule::Unset && narrowing.audiences.is_empty() {
+        return Err(Rejection::AudienceMismatch(AudienceSide::Unconfigured));
+    }
     for (wanted, side) in [
         (policy.audiences(), AudienceSide::Configured),
         (&narrowing.audiences[..], AudienceSide::Requested),
@@ -640,8 +792,14 @@ mod tests {
         )
     }
 
+    fn any_audience() -> IssuerPolicy {
+        IssuerPolicy::new(ISS)
+            .expect("valid")
+            .allowing_any_audience()
+    }
+
     fn trust() -> Trust {
-        trust_with(IssuerPolicy::new(ISS).expect("valid"))
+        trust_with(any_audience())
     }
 
     fn sign_with(secret: &[u8], alg: hmac::Algorithm, header: &str, payload: &str) -> String {
@@ -791,7 +949,7 @@ mod tests {
     fn keys_unavailable() {
         let trust = Trust::new(
             [TrustedIssuer {
-                policy: Arc::new(IssuerPolicy::new(ISS).expect("valid")),
+                policy: Arc::new(any_audience()),
                 keys: KeyState::Unavailable,
             }],
             8192,
@@ -884,6 +1042,7 @@ mod tests {
         );
         assert_eq!(check(&no_exp), Err(Rejection::MissingExp));
         let optional = IssuerPolicy::new(ISS)
+            .map(IssuerPolicy::allowing_any_audience)
             .expect("valid")
             .with_require_exp(false);
         assert!(verify(&no_exp, &trust_with(optional), &Narrowing::default(), NOW).is_ok());
@@ -909,6 +1068,7 @@ mod tests {
             }
         }
         let strict = IssuerPolicy::new(ISS)
+            .map(IssuerPolicy::allowing_any_audience)
             .expect("valid")
             .with_leeway(Leeway::try_new(0).expect("valid"));
         let t = sign(
@@ -971,6 +1131,7 @@ mod tests {
         let narrow = Narrowing {
             audiences: vec!["billing".into()],
             issuer: None,
+            ..Narrowing::default()
         };
         assert_eq!(
             verify(&token(r#","aud":"orders""#), &trust, &narrow, NOW),
@@ -990,6 +1151,7 @@ mod tests {
         let widen = Narrowing {
             audiences: vec!["x".into()],
             issuer: None,
+            ..Narrowing::default()
         };
         assert_eq!(
             verify(&token(r#","aud":"x""#), &trust, &widen, NOW),
@@ -1005,6 +1167,7 @@ mod tests {
     #[test]
     fn required_claims() {
         let policy = IssuerPolicy::new(ISS)
+            .map(IssuerPolicy::allowing_any_audience)
             .and_then(|p| p.with_required_claims(vec!["sub".into(), "scope".into()]))
             .expect("valid");
         let trust = trust_with(policy);
@@ -1031,5 +1194,216 @@ mod tests {
         let reason = check(&t).expect_err("unknown kid").to_string();
         assert!(!reason.contains(secret_kid), "{reason}");
         assert!(!reason.contains(&t[..20]), "{reason}");
+    }
+
+    #[test]
+    fn an_issuer_without_an_audience_rule_admits_only_requested_audiences() {
+        let unset = trust_with(IssuerPolicy::new(ISS).expect("valid"));
+        let token = sign(
+            r#"{"alg":"HS256","kid":"k1"}"#,
+            &claims(r#","aud":"orders""#),
+        );
+        assert_eq!(
+            verify(&token, &unset, &Narrowing::default(), NOW),
+            Err(Rejection::AudienceMismatch(AudienceSide::Unconfigured)),
+            "fails closed when nobody said which audiences"
+        );
+        let asked = |aud: &str| Narrowing {
+            audiences: vec![aud.into()],
+            ..Narrowing::default()
+        };
+        assert!(verify(&token, &unset, &asked("orders"), NOW).is_ok());
+        assert_eq!(
+            verify(&token, &unset, &asked("billing"), NOW),
+            Err(Rejection::AudienceMismatch(AudienceSide::Requested))
+        );
+        assert!(
+            verify(&token, &trust(), &Narrowing::default(), NOW).is_ok(),
+            "allowed any"
+        );
+    }
+
+    #[test]
+    fn types_are_compared_as_media_types_and_absent_needs_an_empty_entry() {
+        let policy = |types: &[&str]| {
+            trust_with(
+                any_audience()
+                    .with_types(types.iter().map(|t| (*t).to_owned()).collect())
+                    .expect("valid"),
+            )
+        };
+        let with = |typ: &str| {
+            sign(
+                &format!(r#"{{"alg":"HS256","kid":"k1","typ":"{typ}"}}"#),
+                &claims(""),
+            )
+        };
+        let access = policy(&["at+jwt"]);
+        for typ in ["at+jwt", "AT+JWT", "application/at+jwt"] {
+            assert!(
+                verify(&with(typ), &access, &Narrowing::default(), NOW).is_ok(),
+                "{typ}"
+            );
+        }
+        assert_eq!(
+            verify(&with("JWT"), &access, &Narrowing::default(), NOW),
+            Err(Rejection::TypeNotAllowed(Some("JWT".into())))
+        );
+        assert_eq!(
+            verify(&good(), &access, &Narrowing::default(), NOW),
+            Err(Rejection::TypeNotAllowed(Some(String::new()))),
+            "no typ: refused unless \"\" is listed"
+        );
+        let lenient = policy(&["at+jwt", ""]);
+        assert!(verify(&good(), &lenient, &Narrowing::default(), NOW).is_ok());
+        let odd = with("x\\u0007y");
+        assert_eq!(
+            verify(&odd, &access, &Narrowing::default(), NOW),
+            Err(Rejection::TypeNotAllowed(None)),
+            "an unprintable typ is not repeated in the reason"
+        );
+        assert!(
+            Rejection::TypeNotAllowed(None)
+                .to_string()
+                .contains("not printable")
+        );
+    }
+
+    #[test]
+    fn scopes_from_the_issuer_and_the_call_must_all_be_granted() {
+        let token = |scopes: &str| sign(r#"{"alg":"HS256","kid":"k1"}"#, &claims(scopes));
+        let issuer = trust_with(
+            any_audience()
+                .with_required_scopes(vec!["read".into()])
+                .expect("valid"),
+        );
+        let call = |scopes: &[&str]| Narrowing {
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            ..Narrowing::default()
+        };
+        assert!(verify(&token(r#","scope":"read write""#), &issuer, &call(&[]), NOW).is_ok());
+        assert_eq!(
+            verify(&token(r#","scope":"write""#), &issuer, &call(&[]), NOW),
+            Err(Rejection::InsufficientScope("read".into()))
+        );
+        assert_eq!(
+            verify(
+                &token(r#","scp":["read"]"#),
+                &issuer,
+                &call(&["write"]),
+                NOW
+            ),
+            Err(Rejection::InsufficientScope("write".into())),
+            "the call's scopes add to the issuer's"
+        );
+        assert!(
+            verify(
+                &token(r#","scp":["read","write"]"#),
+                &issuer,
+                &call(&["write"]),
+                NOW
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            verify(&good(), &trust(), &call(&["read"]), NOW),
+            Err(Rejection::InsufficientScope("read".into())),
+            "no scope claim grants nothing"
+        );
+    }
+
+    #[test]
+    fn the_client_must_be_an_authorized_party() {
+        let trust = trust_with(
+            any_audience()
+                .with_authorized_parties(vec!["web".into()])
+                .expect("valid"),
+        );
+        let token = |extra: &str| sign(r#"{"alg":"HS256","kid":"k1"}"#, &claims(extra));
+        let none = Narrowing::default();
+        assert!(verify(&token(r#","azp":"web""#), &trust, &none, NOW).is_ok());
+        assert!(verify(&token(r#","client_id":"web""#), &trust, &none, NOW).is_ok());
+        assert_eq!(
+            verify(
+                &token(r#","azp":"cli","client_id":"web""#),
+                &trust,
+                &none,
+                NOW
+            ),
+            Err(Rejection::ClientNotAllowed),
+            "azp decides when present"
+        );
+        assert_eq!(
+            verify(&good(), &trust, &none, NOW),
+            Err(Rejection::ClientNotAllowed)
+        );
+    }
+
+    #[test]
+    fn a_maximum_age_counts_from_iat_with_the_leeway() {
+        let trust = trust_with(any_audience().with_max_age(600).expect("valid"));
+        let issued = |iat: i64| {
+            sign(
+                r#"{"alg":"HS256","kid":"k1"}"#,
+                &claims(&format!(r#","iat":{iat}"#)),
+            )
+        };
+        let none = Narrowing::default();
+        // 600 s of age plus the default 60 s of leeway.
+        assert!(verify(&issued(NOW.0 - 660), &trust, &none, NOW).is_ok());
+        assert_eq!(
+            verify(&issued(NOW.0 - 661), &trust, &none, NOW),
+            Err(Rejection::TooOld {
+                iat: NOW.0 - 661,
+                max_age: 600,
+                now: NOW.0
+            })
+        );
+        assert_eq!(
+            verify(&good(), &trust, &none, NOW),
+            Err(Rejection::MissingClaim("iat".into()))
+        );
+    }
+
+    #[test]
+    fn roles_are_read_from_a_nested_claim() {
+        let trust = trust_with(
+            any_audience()
+                .with_roles("realm_access.roles", vec!["admin".into()])
+                .expect("valid"),
+        );
+        let token = |extra: &str| sign(r#"{"alg":"HS256","kid":"k1"}"#, &claims(extra));
+        let none = Narrowing::default();
+        assert!(
+            verify(
+                &token(r#","realm_access":{"roles":["user","admin"]}"#),
+                &trust,
+                &none,
+                NOW
+            )
+            .is_ok()
+        );
+        assert!(
+            verify(
+                &token(r#","realm_access":{"roles":"admin"}"#),
+                &trust,
+                &none,
+                NOW
+            )
+            .is_ok()
+        );
+        for extra in [
+            r#","realm_access":{"roles":["user"]}"#,
+            r#","realm_access":{"roles":7}"#,
+            r#","realm_access":["admin"]"#,
+            r#","roles":["admin"]"#,
+            "",
+        ] {
+            assert_eq!(
+                verify(&token(extra), &trust, &none, NOW),
+                Err(Rejection::MissingRole("admin".into())),
+                "{extra}"
+            );
+        }
     }
 }

@@ -76,7 +76,7 @@ pub fn binary_config(extra: &str) -> Scratch {
         "jwtd.toml",
         &format!(
             "listen = \"127.0.0.1:0\"\n{metrics}{extra}\n\
-             [[issuers]]\nissuer = {ISS:?}\njwks_file = {jwks:?}\n"
+             [[issuers]]\nissuer = {ISS:?}\njwks_file = {jwks:?}\naudiences = [\"api\"]\n"
         ),
     )
 }
@@ -129,7 +129,11 @@ pub fn trust_with(policy: IssuerPolicy) -> Trust {
                 keys: KeyState::Loaded(Arc::new(public)),
             },
             TrustedIssuer {
-                policy: Arc::new(IssuerPolicy::new(HMAC_ISS).expect("valid")),
+                policy: Arc::new(
+                    IssuerPolicy::new(HMAC_ISS)
+                        .expect("valid")
+                        .allowing_any_audience(),
+                ),
                 keys: KeyState::Loaded(Arc::new(hmac)),
             },
         ],
@@ -140,7 +144,11 @@ pub fn trust_with(policy: IssuerPolicy) -> Trust {
 pub const HMAC_ISS: &str = "https://hmac.test";
 
 pub fn trust() -> Trust {
-    trust_with(IssuerPolicy::new(ISS).expect("valid"))
+    trust_with(
+        IssuerPolicy::new(ISS)
+            .expect("valid")
+            .allowing_any_audience(),
+    )
 }
 
 pub fn claims(iss: &str) -> Value {

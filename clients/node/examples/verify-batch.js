@@ -17,6 +17,7 @@ const { values, positionals } = parseArgs({
     target: { type: 'string', default: '127.0.0.1:50051' },
     audience: { type: 'string', multiple: true, default: [] },
     issuer: { type: 'string', default: '' },
+    scope: { type: 'string', multiple: true, default: [] },
     'timeout-ms': { type: 'string', default: '2000' },
   },
 });
@@ -28,7 +29,11 @@ if (tokens.length === 1 && tokens[0] === '-') {
 
 const jwtd = new JwtdClient(values.target, { timeoutMs: Number(values['timeout-ms']) });
 try {
-  const results = await jwtd.verify(tokens, { audiences: values.audience, issuer: values.issuer });
+  const results = await jwtd.verify(tokens, {
+    audiences: values.audience,
+    issuer: values.issuer,
+    requiredScopes: values.scope,
+  });
   results.forEach((r, i) => {
     if (r.valid) {
       console.log(`${i}: VALID sub=${r.claims.subject} iss=${r.claims.issuer} alg=${r.claims.algorithm}`);

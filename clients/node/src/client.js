@@ -11,7 +11,8 @@
 // Whole-call problems (jwtd unreachable or overloaded, a deadline passed, a
 // batch over limits.max_batch, a caller jwtd does not allow) reject with a
 // CallError; a rejected token is a result whose `valid` is false, never an
-// error.
+// error, and never retried by the client: the same token gets the same
+// answer (only STATUS_KEYS_UNAVAILABLE may change later).
 
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -96,8 +97,9 @@ const TONIC_TIMEOUT = 'Timeout expired';
  *   `pushbackMs === -1`, a batch over the caller's burst, never retried:
  *   split the batch;
  * - PERMISSION_DENIED: jwtd does not allow this caller (never retried);
- * - INVALID_ARGUMENT: a batch over jwtd's limits.max_batch or an issuer
- *   filter naming no configured issuer (never retried);
+ * - INVALID_ARGUMENT: a batch over jwtd's limits.max_batch, an issuer
+ *   filter naming no configured issuer, or an empty audience or required
+ *   scope, or a scope with whitespace (never retried);
  * - DEADLINE_EXCEEDED, or UNAVAILABLE after the retries ran out.
  */
 export class CallError extends Error {
@@ -142,7 +144,9 @@ function pushbackOf(error) {
 /**
  * @typedef {object} Result What jwtd said about one token.
  * @property {string} status the proto enum name, e.g. "STATUS_VALID",
- *   "STATUS_EXPIRED" (a status newer than the proto file reads as its number)
+ *   "STATUS_EXPIRED", "STATUS_INSUFFICIENT_SCOPE" (see README.md for all of
+ *   them; a status newer than the proto file read at run time reads as its
+ *   number)
  * @property {boolean} valid status === "STATUS_VALID"
  * @property {string} reason a short explanation (never the token)
  * @property {Claims | null} claims present only when VALID
@@ -188,7 +192,12 @@ export class JwtdClient {
 
   /**
    * Verifies a batch; one Result per token, in order. `audiences` and
-   * `issuer` only narrow jwtd's configured policy. `metadata` is sent as
+   * `issuer` only narrow jwtd's configured policy. `requiredScopes` adds to
+   * the issuer's configured ones: each token must grant every one of them,
+   * in its `scope` claim (space-separated) or `scp` (a string or an array),
+   * or it is STATUS_INSUFFICIENT_SCOPE with a reason naming the first scope
+   * missing; a scope that is empty or holds whitespace fails the call with
+   * INVALID_ARGUMENT (name each scope on its own). `metadata` is sent as
    * request headers with the client's (replacing a key both name), e.g.
    * { traceparent: '00-<trace-id>-<span-id>-01' }.
    *
@@ -196,17 +205,18 @@ export class JwtdClient {
    * @param {object} [opts]
    * @param {string[]} [opts.audiences]
    * @param {string} [opts.issuer]
+   * @param {string[]} [opts.requiredScopes] e.g. ['orders:read']
    * @param {number} [opts.timeoutMs]
    * @param {Record<string, string>} [opts.metadata]
    * @returns {Promise<Result[]>} rejects with CallError
    */
-  verify(tokens, { audiences = [], issuer = '', timeoutMs, metadata = {} } = {}) {
+  verify(tokens, { audiences = [], issuer = '', requiredScopes = [], timeoutMs, metadata = {} } = {}) {
     const md = new grpc.Metadata();
     for (const [key, value] of Object.entries(this.metadata)) md.set(key, value);
     for (const [key, value] of Object.entries(metadata)) md.set(key, value); // the call's own win
     const deadline = Date.now() + (timeoutMs ?? this.timeoutMs);
     return new Promise((resolve, reject) => {
-      this.stub.Verify({ tokens, audiences, issuer }, md, { deadline }, (error, response) => {
+      this.stub.Verify({ tokens, audiences, issuer, requiredScopes }, md, { deadline }, (error, response) => {
         if (error) {
           let code = error.code;
           if (code === grpc.status.CANCELLED && error.details === TONIC_TIMEOUT) {

@@ -2,8 +2,11 @@
 //
 // JWTD_BIN names the binary (default: <repo>/target/release/jwtd). The config
 // is written to a temp folder; its issuers read the repository's test key sets
-// (tests/data/keys), and one issuer fetches its keys from a JWKS server run by
-// this suite, which answers the first fetch and then hangs, so that a call
+// (tests/data/keys) and each names the audience its tokens carry (an issuer
+// with neither `audiences` nor `allow_any_audience = true` rejects every token
+// unless the call names audiences); TYPED_ISSUER accepts only access tokens
+// (header typ "at+jwt"); and one issuer fetches its keys from a JWKS server
+// run by this suite, which answers the first fetch and then hangs, so that a call
 // waiting on an unknown-kid refresh outlives its deadline. The suite starts
 // once health reports jwtd.v1.VerifierService SERVING (every issuer loaded).
 //
@@ -31,6 +34,7 @@ export const KEYS = path.join(REPO, 'tests/data/keys');
 export const ISSUER = 'https://issuer.test'; // public keys: tests/data/keys/jwks.json
 export const HMAC_ISSUER = 'https://hmac.test'; // one oct secret: jwks-hmac.json
 export const SLOW_ISSUER = 'https://slow.test'; // keys from the hanging JWKS server
+export const TYPED_ISSUER = 'https://typed.test'; // jwks.json again, accepting only typ "at+jwt"
 export const AUDIENCE = 'orders-api';
 export const MAX_BATCH = 8;
 
@@ -105,12 +109,20 @@ audiences = ["${AUDIENCE}"]
 [[issuers]]
 issuer = "${HMAC_ISSUER}"
 jwks_file = ${JSON.stringify(path.join(KEYS, 'jwks-hmac.json'))}
+audiences = ["${AUDIENCE}"]
 
 [[issuers]]
 issuer = "${SLOW_ISSUER}"
 jwks_uri = "${jwksUrl}"
 allow_insecure_http = true
 kid_miss_wait_ms = 30000
+audiences = ["${AUDIENCE}"]
+
+[[issuers]]
+issuer = "${TYPED_ISSUER}"
+jwks_file = ${JSON.stringify(path.join(KEYS, 'jwks.json'))}
+audiences = ["${AUDIENCE}"]
+types = ["at+jwt"]
 `;
 }
 

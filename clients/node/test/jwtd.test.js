@@ -13,9 +13,9 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 import protoLoader from '@grpc/proto-loader';
-import { importPKCS8, SignJWT, UnsecuredJWT } from 'jose';
+import { decodeProtectedHeader, importPKCS8, SignJWT, UnsecuredJWT } from 'jose';
 
-import { CallError, grpc, JwtdClient } from '../src/client.js';
+import { CallError, grpc, JwtdClient, loadJwtdProto } from '../src/client.js';
 import {
   AUDIENCE,
   HMAC_ISSUER,
@@ -24,6 +24,7 @@ import {
   MAX_BATCH,
   SLOW_ISSUER,
   startJwtd,
+  TYPED_ISSUER,
 } from './jwtd-server.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -32,11 +33,15 @@ const pem = (name) => readFileSync(path.join(KEYS, `${name}.pem`), 'utf8');
 const hmacSecret = () =>
   Buffer.from(JSON.parse(readFileSync(path.join(KEYS, 'jwks-hmac.json'), 'utf8')).keys[0].k, 'base64url');
 
-/** Signs a token with jose; defaults: RS256 by rsa2048 for ISSUER and AUDIENCE, 5 min. */
+/**
+ * Signs a token with jose; defaults: RS256 by rsa2048 for ISSUER and
+ * AUDIENCE, 5 min, no typ in the header (jose adds none unless asked).
+ */
 async function mint({
   keyName = 'rsa2048',
   alg = 'RS256',
   kid = keyName,
+  typ,
   key,
   iss = ISSUER,
   aud = AUDIENCE,
@@ -46,6 +51,7 @@ async function mint({
   const now = Math.floor(Date.now() / 1000);
   const signingKey = key ?? (await importPKCS8(pem(keyName), alg));
   const header = kid === null ? { alg } : { alg, kid };
+  if (typ !== undefined) header.typ = typ;
   return new SignJWT(claims)
     .setProtectedHeader(header)
     .setIssuer(iss)
@@ -96,7 +102,7 @@ describe('VALID tokens', () => {
   }
 
   test('HS256 by the shared secret', async () => {
-    const token = await mint({ alg: 'HS256', kid: 'hs', key: hmacSecret(), iss: HMAC_ISSUER, aud: 'anyone' });
+    const token = await mint({ alg: 'HS256', kid: 'hs', key: hmacSecret(), iss: HMAC_ISSUER });
     const [result] = await client.verify([token]);
     assert.equal(result.status, 'STATUS_VALID', result.reason);
     assert.equal(result.claims.algorithm, 'HS256');
@@ -167,6 +173,64 @@ describe('rejections', () => {
       .encode();
     assert.ok(token.endsWith('.'), token); // jose's unsecured JWS: empty signature
     assert.equal(await rejected(token), 'STATUS_UNSUPPORTED_ALGORITHM');
+  });
+});
+
+describe('required scopes', () => {
+  for (const [name, grant] of [
+    ['scope string', { scope: 'read write' }],
+    ['scp array', { scp: ['read', 'write'] }],
+  ]) {
+    test(`${name}: granted scopes pass, a missing one is INSUFFICIENT_SCOPE naming it`, async () => {
+      const token = await mint({ claims: grant });
+      const [read] = await client.verify([token], { requiredScopes: ['read'] });
+      assert.equal(read.status, 'STATUS_VALID', read.reason);
+      const [both] = await client.verify([token], { requiredScopes: ['read', 'write'] });
+      assert.equal(both.status, 'STATUS_VALID', both.reason);
+      const [admin] = await client.verify([token], { requiredScopes: ['admin'] });
+      assert.equal(admin.status, 'STATUS_INSUFFICIENT_SCOPE');
+      assert.equal(admin.valid, false);
+      assert.equal(admin.claims, null);
+      assert.match(admin.reason, /\badmin\b/);
+      const [some] = await client.verify([token], { requiredScopes: ['read', 'admin'] });
+      assert.equal(some.status, 'STATUS_INSUFFICIENT_SCOPE');
+      assert.match(some.reason, /\badmin\b/);
+      assert.doesNotMatch(some.reason, /\bread\b/);
+    });
+  }
+
+  test('a required scope with whitespace is an INVALID_ARGUMENT call error', async () => {
+    const token = await mint({ claims: { scope: 'read write' } });
+    await assert.rejects(client.verify([token], { requiredScopes: ['read write'] }), (error) => {
+      assert.ok(error instanceof CallError);
+      assert.equal(error.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(error.details, /required_scopes\[0\]/);
+      return true;
+    });
+  });
+});
+
+describe('token types', () => {
+  test('an issuer with types = ["at+jwt"] rejects typ "JWT" and accepts typ "at+jwt"', async () => {
+    const jwtTyp = await mint({ iss: TYPED_ISSUER, typ: 'JWT' });
+    assert.equal(decodeProtectedHeader(jwtTyp).typ, 'JWT');
+    const [rejected] = await client.verify([jwtTyp]);
+    assert.equal(rejected.status, 'STATUS_TYPE_NOT_ALLOWED');
+    assert.match(rejected.reason, /"JWT"/);
+    const [access] = await client.verify([await mint({ iss: TYPED_ISSUER, typ: 'at+jwt' })]);
+    assert.equal(access.status, 'STATUS_VALID', access.reason);
+    // An issuer without `types` accepts either.
+    const untyped = await client.verify([await mint({ typ: 'at+jwt' }), await mint({ typ: 'JWT' })]);
+    assert.deepEqual(untyped.map((r) => r.status), ['STATUS_VALID', 'STATUS_VALID']);
+  });
+
+  test('the proto read at run time names every status', () => {
+    const { Status } = loadJwtdProto();
+    const values = Object.fromEntries(Status.type.value.map((v) => [v.number, v.name]));
+    assert.equal(values[12], 'STATUS_REVOKED');
+    assert.equal(values[14], 'STATUS_TYPE_NOT_ALLOWED');
+    assert.equal(values[15], 'STATUS_INSUFFICIENT_SCOPE');
+    assert.equal(values[16], 'STATUS_CLIENT_NOT_ALLOWED');
   });
 });
 
@@ -296,6 +360,19 @@ describe('the example', () => {
     assert.match(lines[0], /^0: VALID sub=alice /);
     assert.match(lines[1], /^1: EXPIRED: ./);
     assert.match(lines[2], /^2: UNKNOWN_KEY: ./);
+  });
+
+  test('passes --scope as requiredScopes', async () => {
+    const tokens = [await mint({ claims: { scope: 'read write' } }), await mint({ claims: { scope: 'read' } })];
+    const example = path.join(HERE, '../examples/verify-batch.js');
+    const run = await promisify(execFile)(process.execPath, [example, '--target', jwtd.address, '--scope', 'write', ...tokens]).then(
+      (r) => ({ code: 0, ...r }),
+      (e) => e,
+    );
+    assert.equal(run.code, 1, run.stderr);
+    const lines = run.stdout.trim().split('\n');
+    assert.match(lines[0], /^0: VALID sub=alice /);
+    assert.equal(lines[1], '1: INSUFFICIENT_SCOPE: missing scope write');
   });
 });
 

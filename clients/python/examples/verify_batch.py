@@ -18,6 +18,7 @@ def main() -> int:
     parser.add_argument("--target", default="127.0.0.1:50051", help="jwtd's address")
     parser.add_argument("--audience", action="append", default=[], help="require one of these (repeatable)")
     parser.add_argument("--issuer", default="", help="accept only this configured issuer")
+    parser.add_argument("--scope", action="append", default=[], help="require this scope (repeatable)")
     parser.add_argument("--timeout", type=float, default=2.0, help="deadline in seconds")
     parser.add_argument("tokens", nargs="+", help="compact JWS tokens, or - for stdin")
     args = parser.parse_args()
@@ -28,7 +29,9 @@ def main() -> int:
 
     with Client(args.target, timeout=args.timeout) as jwtd:
         try:
-            results = jwtd.verify(tokens, audiences=args.audience, issuer=args.issuer)
+            results = jwtd.verify(
+                tokens, audiences=args.audience, issuer=args.issuer, required_scopes=args.scope
+            )
         except CallError as error:
             print(f"call failed: {error.code.name}: {error.details}", file=sys.stderr)
             return 2

@@ -13,7 +13,8 @@ Make one :class:`Client` per process and share it: it holds one gRPC channel
 Whole-call problems (jwtd unreachable or overloaded, a deadline passed, a
 batch over ``limits.max_batch``, a caller jwtd does not allow) raise
 :class:`CallError`; a rejected token is a :class:`Result` whose ``valid`` is
-False, never an exception.
+False, never an exception, and never retried by the client: the same token
+gets the same answer (only ``STATUS_KEYS_UNAVAILABLE`` may change later).
 """
 
 from __future__ import annotations
@@ -102,8 +103,9 @@ class CallError(Exception):
       with ``pushback_ms == -1``, a batch over the caller's burst, never
       retried: split the batch.
     - PERMISSION_DENIED: jwtd does not allow this caller (never retried).
-    - INVALID_ARGUMENT: a batch over jwtd's ``limits.max_batch`` or an issuer
-      filter naming no configured issuer (never retried).
+    - INVALID_ARGUMENT: a batch over jwtd's ``limits.max_batch``, an issuer
+      filter naming no configured issuer, or an empty audience or required
+      scope, or a scope with whitespace (never retried).
     - DEADLINE_EXCEEDED, or UNAVAILABLE after the retries ran out.
 
     ``pushback_ms`` is the last attempt's ``grpc-retry-pushback-ms`` trailer:
@@ -157,8 +159,10 @@ class Claims:
 class Result:
     """What jwtd said about one token."""
 
-    #: The proto enum name, e.g. "STATUS_VALID", "STATUS_EXPIRED". A status
-    #: added to jwtd after these stubs were built reads "STATUS_<number>".
+    #: The proto enum name, e.g. "STATUS_VALID", "STATUS_EXPIRED",
+    #: "STATUS_INSUFFICIENT_SCOPE" (see README.md for all of them). A status
+    #: added to jwtd after these stubs were built reads "STATUS_<number>":
+    #: reinstall the package to rebuild them from proto/.
     status: str
     #: A short explanation (never the token); empty when VALID.
     reason: str
@@ -239,12 +243,19 @@ class Client:
         audiences: Iterable[str] = (),
         issuer: str = "",
         *,
+        required_scopes: Iterable[str] = (),
         timeout: Optional[float] = None,
         metadata: Sequence[Tuple[str, str]] = (),
     ) -> list[Result]:
         """Verifies a batch; one :class:`Result` per token, in order.
 
         ``audiences`` and ``issuer`` only narrow jwtd's configured policy.
+        ``required_scopes`` adds to the issuer's configured ones: each token
+        must grant every one of them, in its ``scope`` claim (space-separated)
+        or ``scp`` (a string or an array), or it is
+        ``STATUS_INSUFFICIENT_SCOPE`` with a reason naming the first scope
+        missing. A scope that is empty or holds whitespace is a
+        :class:`CallError` (INVALID_ARGUMENT): name each scope on its own.
         ``metadata`` is sent as gRPC request headers with the client's
         (replacing a key both name), e.g.
         ``[("traceparent", "00-<trace-id>-<span-id>-01")]``.
@@ -253,7 +264,10 @@ class Client:
         own = {key for key, _ in metadata}
         headers = [*(kv for kv in self._metadata if kv[0] not in own), *metadata]
         request = jwtd_pb2.VerifyRequest(
-            tokens=list(tokens), audiences=list(audiences), issuer=issuer
+            tokens=list(tokens),
+            audiences=list(audiences),
+            issuer=issuer,
+            required_scopes=list(required_scopes),
         )
         try:
             response = self._stub.Verify(

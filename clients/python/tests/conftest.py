@@ -2,8 +2,11 @@
 
 JWTD_BIN names the binary (default: <repo>/target/release/jwtd). The config
 is written to a temp folder; its issuers read the repository's test key sets
-(tests/data/keys), and one issuer fetches its keys from a JWKS server run by
-this suite, which answers the first fetch and then hangs, so that a call
+(tests/data/keys) and each names the audience its tokens carry (an issuer
+with neither ``audiences`` nor ``allow_any_audience = true`` rejects every
+token unless the call names audiences); TYPED_ISSUER accepts only access
+tokens (header ``typ: at+jwt``); and one issuer fetches its keys from a JWKS
+server run by this suite, which answers the first fetch and then hangs, so that a call
 waiting on an unknown-kid refresh outlives its deadline. The suite starts
 once health reports jwtd.v1.VerifierService SERVING (every issuer loaded).
 
@@ -42,6 +45,7 @@ KEYS = REPO / "tests" / "data" / "keys"
 ISSUER = "https://issuer.test"  # public keys: tests/data/keys/jwks.json
 HMAC_ISSUER = "https://hmac.test"  # one oct secret: jwks-hmac.json
 SLOW_ISSUER = "https://slow.test"  # keys from the suite's hanging JWKS server
+TYPED_ISSUER = "https://typed.test"  # jwks.json again, accepting only typ "at+jwt"
 AUDIENCE = "orders-api"
 MAX_BATCH = 8
 
@@ -129,12 +133,20 @@ audiences = ["{AUDIENCE}"]
 [[issuers]]
 issuer = "{HMAC_ISSUER}"
 jwks_file = {json.dumps(str(KEYS / "jwks-hmac.json"))}
+audiences = ["{AUDIENCE}"]
 
 [[issuers]]
 issuer = "{SLOW_ISSUER}"
 jwks_uri = "{jwks_url}"
 allow_insecure_http = true
 kid_miss_wait_ms = 30000
+audiences = ["{AUDIENCE}"]
+
+[[issuers]]
+issuer = "{TYPED_ISSUER}"
+jwks_file = {json.dumps(str(KEYS / "jwks.json"))}
+audiences = ["{AUDIENCE}"]
+types = ["at+jwt"]
 """
     path = directory / "jwtd.toml"
     path.write_text(config)

@@ -24,7 +24,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from jwtd_client import CallError, Client
 
-from conftest import AUDIENCE, HMAC_ISSUER, ISSUER, KEYS, MAX_BATCH, SLOW_ISSUER
+from conftest import AUDIENCE, HMAC_ISSUER, ISSUER, KEYS, MAX_BATCH, SLOW_ISSUER, TYPED_ISSUER
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "verify_batch.py"
 
@@ -46,12 +46,16 @@ def mint(
     iss: str = ISSUER,
     aud: str = AUDIENCE,
     exp_in: int = 300,
+    typ: str | None = None,
     **claims: Any,
 ) -> str:
+    """Signs a token with PyJWT. ``typ`` replaces PyJWT's own header typ ("JWT")."""
     now = int(time.time())
     payload = {"iss": iss, "aud": aud, "sub": "alice", "iat": now, "exp": now + exp_in, **claims}
-    headers = {"kid": kid} if kid is not None else None
-    return jwt.encode(payload, pem("rsa2048") if key is None else key, algorithm=alg, headers=headers)
+    headers: dict[str, Any] = {} if kid is None else {"kid": kid}
+    if typ is not None:
+        headers["typ"] = typ
+    return jwt.encode(payload, pem("rsa2048") if key is None else key, algorithm=alg, headers=headers or None)
 
 
 @pytest.mark.parametrize(
@@ -82,7 +86,7 @@ def test_valid_public_key_tokens(client: Client, key_name: str, alg: str) -> Non
 
 
 def test_valid_hmac_token(client: Client) -> None:
-    token = mint(hmac_secret(), "HS256", kid="hs", iss=HMAC_ISSUER, aud="anyone")
+    token = mint(hmac_secret(), "HS256", kid="hs", iss=HMAC_ISSUER)
     [result] = client.verify([token])
     assert result.status == "STATUS_VALID", result.reason
     assert result.claims is not None and result.claims.algorithm == "HS256"
@@ -113,6 +117,58 @@ def test_requested_audience_narrows(client: Client) -> None:
     [narrowed] = client.verify([token], audiences=["billing-api"])
     assert ok.status == "STATUS_VALID", ok.reason
     assert narrowed.status == "STATUS_AUDIENCE_MISMATCH"
+
+
+@pytest.mark.parametrize(
+    "grant",
+    [{"scope": "read write"}, {"scp": ["read", "write"]}],
+    ids=["scope string", "scp array"],
+)
+def test_required_scopes(client: Client, grant: dict[str, Any]) -> None:
+    token = mint(**grant)
+    [read] = client.verify([token], required_scopes=["read"])
+    assert read.status == "STATUS_VALID", read.reason
+    [both] = client.verify([token], required_scopes=["read", "write"])
+    assert both.status == "STATUS_VALID", both.reason
+    [admin] = client.verify([token], required_scopes=["admin"])
+    assert admin.status == "STATUS_INSUFFICIENT_SCOPE"
+    assert not admin.valid and admin.claims is None
+    assert "admin" in admin.reason, admin.reason
+    [some] = client.verify([token], required_scopes=["read", "admin"])
+    assert some.status == "STATUS_INSUFFICIENT_SCOPE"
+    assert "admin" in some.reason and "read" not in some.reason, some.reason
+
+
+def test_required_scope_with_whitespace_is_a_call_error(client: Client) -> None:
+    with pytest.raises(CallError) as caught:
+        client.verify([mint(scope="read write")], required_scopes=["read write"])
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "required_scopes[0]" in caught.value.details
+
+
+def test_issuer_types_reject_other_token_types(client: Client) -> None:
+    jwt_typ = mint(iss=TYPED_ISSUER)  # PyJWT's default header typ is "JWT"
+    assert jwt.get_unverified_header(jwt_typ)["typ"] == "JWT"
+    [rejected] = client.verify([jwt_typ])
+    assert rejected.status == "STATUS_TYPE_NOT_ALLOWED"
+    assert "JWT" in rejected.reason, rejected.reason
+    [access] = client.verify([mint(iss=TYPED_ISSUER, typ="at+jwt")])
+    assert access.status == "STATUS_VALID", access.reason
+    # An issuer without `types` accepts either.
+    untyped = client.verify([mint(typ="at+jwt"), mint()])
+    assert [r.status for r in untyped] == ["STATUS_VALID"] * 2, [r.reason for r in untyped]
+
+
+def test_status_names_cover_the_proto() -> None:
+    from jwtd_client import _status_name
+
+    assert [_status_name(n) for n in (12, 14, 15, 16)] == [
+        "STATUS_REVOKED",
+        "STATUS_TYPE_NOT_ALLOWED",
+        "STATUS_INSUFFICIENT_SCOPE",
+        "STATUS_CLIENT_NOT_ALLOWED",
+    ]
+    assert _status_name(999) == "STATUS_999"
 
 
 def test_wrong_issuer(client: Client) -> None:
@@ -231,3 +287,17 @@ def test_example_prints_each_reason(jwtd_address: str) -> None:
     assert lines[0].startswith("0: VALID sub='alice'"), lines
     assert lines[1].startswith("1: EXPIRED: "), lines
     assert lines[2].startswith("2: UNKNOWN_KEY: "), lines
+
+
+def test_example_passes_required_scopes(jwtd_address: str) -> None:
+    tokens = [mint(scope="read write"), mint(scope="read")]
+    run = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--target", jwtd_address, "--scope", "write", *tokens],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 1, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("0: VALID sub='alice'"), lines
+    assert lines[1] == "1: INSUFFICIENT_SCOPE: missing scope write", lines

@@ -12,6 +12,8 @@
 //!   the engine on every core, memo off and memo warm;
 //! - `audit/{off,rejections,all}/hit/1024`: `batch/hit/1024` plus recording
 //!   its decisions in the audit trail, JSON-formatted into a sink;
+//! - `batch/hit_revocation_100k/1024`: `batch/hit` with 100,000 revocation
+//!   entries loaded (every token checked against them, none revoked);
 //! - `memo/hit_hot/1`, `memo/hit_hot/2`: wall time per memo hit on a
 //!   1024-token hot set with one and two threads;
 //! - `memo/insert_evict/1`, `memo/insert_evict/2`: inserts into a full memo
@@ -70,6 +72,48 @@ fn engine(memo: bool) -> Arc<Engine> {
         )
         .unwrap(),
     )
+}
+
+/// A memo-on engine whose revocation store holds `n` entries of ISS, half
+/// jti and half subject, none matching the bench tokens.
+fn engine_with_revocations(n: usize) -> Arc<Engine> {
+    use jwtd::revocation::{Entry, Revocations, SourceKind, StoreSettings};
+    let store = Revocations::new(
+        &[(SourceKind::File, "bench".into())],
+        &StoreSettings {
+            on_stale: jwtd::config::OnStale::Serve,
+            covered: None,
+            max_entries: n,
+            leeways: std::collections::HashMap::new(),
+            subject_ttl_seconds: 90_000,
+            wait_for_first_load: false,
+        },
+    );
+    let entries = (0..n).map(|i| {
+        if i % 2 == 0 {
+            Entry::Jti {
+                iss: ISS.into(),
+                jti: format!("revoked-{i:08}"),
+                exp: 4_000_000_000,
+            }
+        } else {
+            Entry::Subject {
+                iss: ISS.into(),
+                sub: format!("gone-{i}"),
+                revoked_at: 1_800_000_000,
+            }
+        }
+    });
+    let source = store.source(SourceKind::File).unwrap();
+    assert_eq!(source.replace(entries, SystemClock.now()).kept, n);
+    let engine = Engine::new(
+        Registry::fixed(trust(), LIMITS),
+        Arc::new(SystemClock),
+        engine_config(true),
+    )
+    .unwrap()
+    .with_revocations(Arc::new(store));
+    Arc::new(engine)
 }
 
 fn per_token(c: &mut Criterion) {
@@ -154,6 +198,13 @@ fn batches(c: &mut Criterion) {
     let warm = engine(true);
     run(&warm);
     group.bench_function(BenchmarkId::new("hit", 1024), |b| b.iter(|| run(&warm)));
+    // The same warm batch with 100,000 revocation entries (none of them
+    // these tokens': each token pays both lookups, jti and subject).
+    let revoking = engine_with_revocations(100_000);
+    run(&revoking);
+    group.bench_function(BenchmarkId::new("hit_revocation_100k", 1024), |b| {
+        b.iter(|| run(&revoking))
+    });
     group.finish();
 
     // The audit trail on the hot path: the same warm batch, then its

@@ -14,6 +14,8 @@
 //! - [`config`]: the TOML loader, and at its bottom the typed settings that
 //!   every other layer reads ([`config::settings`]);
 //! - [`keys`]: JWK Sets, their fetches and the registry that keeps them fresh;
+//! - [`revocation`]: revocation lists (file, URL, Redis) and the store the
+//!   engine checks every VALID answer against, last;
 //! - [`runtime`]: the batch engine, the memo and the bounds on accepted work;
 //! - [`transport`]: the gRPC adapters, the server and TLS;
 //! - [`observability`]: metrics, traces and the audit trail.
@@ -21,6 +23,7 @@
 pub mod config;
 pub mod keys;
 pub mod observability;
+pub mod revocation;
 pub mod runtime;
 pub mod transport;
 pub mod verifier;

@@ -9,13 +9,14 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use jwtd::audit;
 use jwtd::clock::{Clock as _, SystemClock};
-use jwtd::config::{AuditMode, Config};
+use jwtd::config::{AuditMode, Config, RevocationConfig};
 use jwtd::engine::Engine;
 use jwtd::jose::Algorithm;
 use jwtd::mint::Signer;
 use jwtd::otel::{self, TraceSettings, Tracing};
 use jwtd::policy::{KeyState, TrustedIssuer};
 use jwtd::registry::{self, Registry};
+use jwtd::revocation::Entry;
 use jwtd::server;
 use jwtd::telemetry;
 use serde_json::{Map, Value};
@@ -58,6 +59,32 @@ enum Command {
     CheckConfig,
     /// Sign a development token with a local PKCS#8 private key and print it.
     Mint(MintArgs),
+    /// Revoke a token (--jti) or every earlier token of a subject (--sub):
+    /// write the entry to the config's `[revocation] redis_url`, publish it
+    /// to every running jwtd, and print it as one JSON line (the file
+    /// source's format).
+    Revoke(RevokeArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["jti", "sub"])))]
+struct RevokeArgs {
+    /// The issuer of the token(s), exactly as in their iss claim.
+    #[arg(long)]
+    iss: String,
+    /// Revoke the token with this jti.
+    #[arg(long)]
+    jti: Option<String>,
+    /// With --jti: the token's exp (seconds since the epoch); default now
+    /// plus `[revocation] max_token_lifetime_seconds`.
+    #[arg(long, requires = "jti", allow_negative_numbers = true)]
+    exp: Option<i64>,
+    /// Revoke every token of this subject issued before --at.
+    #[arg(long)]
+    sub: Option<String>,
+    /// With --sub: the revocation time (seconds since the epoch); default now.
+    #[arg(long, requires = "sub", allow_negative_numbers = true)]
+    at: Option<i64>,
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +190,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let config = Config::load(&path)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+    if let Command::Revoke(args) = &command {
+        println!("{}", runtime.block_on(revoke(&config, args))?);
+        return Ok(());
+    }
     if let Command::CheckConfig = command {
         init_logs(cli.log_format, None, AuditMode::Off);
         TraceSettings::resolve(&config.telemetry, |name| std::env::var(name).ok())?;
@@ -211,12 +242,91 @@ async fn check_config(config: &Config) -> anyhow::Result<()> {
     if let Some(tls) = &config.tls {
         jwtd::tls::server_config(tls).context("[tls]")?;
     }
+    if let Some(revocation) = &config.revocation {
+        check_revocation(revocation, config.fetch)
+            .await
+            .context("[revocation]")?;
+    }
     println!(
         "config ok: {} issuer(s), {keys} usable key(s), listen {}",
         config.issuers.len(),
         config.listen
     );
     Ok(())
+}
+
+/// Reads the revocation list file and URL once, and PINGs the Redis.
+async fn check_revocation(
+    config: &RevocationConfig,
+    fetch: jwtd::keys::fetch::FetchLimits,
+) -> anyhow::Result<()> {
+    use jwtd::revocation::{file, parse_list, redis::Redis, url};
+    let report = |what: &str, list: &jwtd::revocation::ParsedList| {
+        for bad in &list.bad {
+            tracing::warn!("{what}: line {} skipped: {}", bad.line, bad.error);
+        }
+        tracing::info!("{what}: {} entries", list.entries.len());
+    };
+    if let Some(path) = &config.file {
+        let list = file::read_list(path, config.max_list_bytes).await?;
+        report(&format!("file {}", path.display()), &list);
+    }
+    if let Some(list_url) = &config.url {
+        let limits = jwtd::keys::fetch::FetchLimits {
+            max_bytes: config.max_list_bytes,
+            ..fetch
+        };
+        let fetcher = jwtd::keys::fetch::Fetcher::new(limits, config.allow_insecure_http)?;
+        let shown = url::shown(list_url);
+        let fetched = fetcher
+            .get_if_none_match(list_url, url::ACCEPT, None)
+            .await
+            .with_context(|| format!("url {shown}"))?;
+        if let jwtd::keys::fetch::Conditional::Fetched { body, .. } = fetched {
+            report(&format!("url {shown}"), &parse_list(&body));
+        }
+    }
+    if let Some(redis_url) = &config.redis_url {
+        Redis::new(redis_url, &config.redis_prefix)?.ping().await?;
+    }
+    Ok(())
+}
+
+/// `jwtd revoke`: the entry, written and published, as one JSON line.
+async fn revoke(config: &Config, args: &RevokeArgs) -> anyhow::Result<String> {
+    let Some(revocation) = &config.revocation else {
+        bail!(
+            "the config has no [revocation] section with a redis_url: jwtd revoke writes to Redis"
+        );
+    };
+    let now = SystemClock.now();
+    let entry = match (&args.jti, &args.sub) {
+        (Some(jti), _) => Entry::Jti {
+            iss: args.iss.clone(),
+            jti: jti.clone(),
+            exp: args
+                .exp
+                .unwrap_or(now.0.saturating_add(revocation.max_token_lifetime_seconds)),
+        },
+        (None, Some(sub)) => Entry::Subject {
+            iss: args.iss.clone(),
+            sub: sub.clone(),
+            revoked_at: args.at.unwrap_or(now.0),
+        },
+        // clap's group requires one of the two.
+        (None, None) => bail!("pass --jti or --sub"),
+    };
+    // The same rules as a list line: what is written must load.
+    let line = entry.to_line();
+    jwtd::revocation::parse_entry(line.as_bytes()).context("the entry is not valid")?;
+    let leeway = config
+        .issuers
+        .iter()
+        .find(|c| c.policy.issuer() == args.iss)
+        .map(|c| c.policy.leeway().seconds());
+    let until = jwtd::revocation::redis::revoke(revocation, &entry, leeway, now).await?;
+    tracing::debug!(until, "revocation written");
+    Ok(line)
 }
 
 async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
@@ -262,7 +372,27 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
     // period, then in-flight calls get DRAIN_LIMIT to finish; clients that
     // keep idle connections open cannot hold the process past it.
     let (signalled, mut drain) = tokio::sync::watch::channel(false);
-    let engine = Arc::new(Engine::new(registry, Arc::new(SystemClock), config.cache)?);
+    let clock: Arc<dyn jwtd::clock::Clock> = Arc::new(SystemClock);
+    let mut engine = Engine::new(registry, Arc::clone(&clock), config.cache)?;
+    if let Some(revocation) = &config.revocation {
+        let store = jwtd::revocation::start(
+            revocation,
+            &config.issuers,
+            config.startup,
+            config.fetch,
+            clock,
+        )?;
+        for source in store.sources() {
+            tracing::info!(
+                source = source.kind().name(),
+                location = source.location(),
+                on_stale = ?revocation.on_stale,
+                "revocation source configured"
+            );
+        }
+        engine = engine.with_revocations(store);
+    }
+    let engine = Arc::new(engine);
     let options = server::ServeOptions {
         server: config.server,
         tls: config.tls.clone(),

@@ -71,6 +71,17 @@
 //! [audit]                        # read at start; events on target jwtd::audit
 //! mode = "rejections"            # or "all", or "off"
 //! rejections_per_second = 20     # per status; the rest counted as suppressed
+//! [revocation]                   # optional; read at start
+//! file = "revoked.jsonl"         # and/or url = "https://…", redis_url = "redis://…"
+//! refresh_seconds = 5            # file checks (5) and URL polls (30)
+//! max_stale_seconds = 300
+//! on_stale = "serve"             # or "unavailable"
+//! issuers = ["https://issuer.example"] # covered by on_stale; default all
+//! max_entries = 100000           # per source
+//! max_list_bytes = 16777216
+//! max_token_lifetime_seconds = 86400
+//! subject_ttl_seconds = 90000    # Redis lifetime of a subject entry, from revoked_at
+//! redis_prefix = "jwtd:revocation"
 //! [telemetry]                    # each key yields to its OTEL_* variable
 //! otlp_endpoint = "http://otel-collector:4317"   # unset: no trace export
 //! otlp_protocol = "grpc"         # or "http/protobuf"
@@ -93,6 +104,7 @@ use crate::keys::fetch::FetchLimits;
 use crate::observability::otel::TelemetryConfig;
 
 mod raw;
+mod revocation;
 mod sections;
 pub mod settings;
 
@@ -100,8 +112,8 @@ use raw::RawConfig;
 pub use settings::{
     AuditConfig, AuditMode, CallerConfig, CallersConfig, DEFAULT_LISTEN, DEFAULT_MAX_BATCH,
     DEFAULT_MAX_TOKEN_BYTES, DEFAULT_METRICS_LISTEN, EngineConfig, ExtAuthzConfig, IdentityKind,
-    IssuerConfig, KeySource, Limits, MAX_MAX_BATCH, MAX_TOKEN_BYTES_RANGE, OnOverload, RateLimit,
-    RefreshPolicy, ServerConfig, Startup, TlsConfig,
+    IssuerConfig, KeySource, Limits, MAX_MAX_BATCH, MAX_TOKEN_BYTES_RANGE, OnOverload, OnStale,
+    RateLimit, RedisUrl, RefreshPolicy, RevocationConfig, ServerConfig, Startup, TlsConfig,
 };
 
 /// Why a configuration was refused.
@@ -169,6 +181,8 @@ pub struct Config {
     pub callers: CallersConfig,
     /// The audit trail of decisions.
     pub audit: AuditConfig,
+    /// Revocation lists (read at start); `None` checks none.
+    pub revocation: Option<RevocationConfig>,
     /// Trace export; the `OTEL_*` variables override it at start
     /// ([`crate::observability::otel::TraceSettings::resolve`]).
     pub telemetry: TelemetryConfig,
@@ -182,7 +196,8 @@ impl Config {
     /// `limits.max_pending_tokens`, `[fetch]` and the issuers, and nothing
     /// else. Listeners, the pool, the transport's size caps (from
     /// `limits.max_batch` and `limits.max_token_bytes`), TLS settings,
-    /// ext_authz, callers and telemetry are built once at start.
+    /// ext_authz, callers, revocation sources and telemetry are built once
+    /// at start.
     pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
         [
             ("listen", self.listen != new.listen),
@@ -201,6 +216,7 @@ impl Config {
             ("[ext_authz]", self.ext_authz != new.ext_authz),
             ("[callers]", self.callers != new.callers),
             ("[audit]", self.audit != new.audit),
+            ("[revocation]", self.revocation != new.revocation),
             ("[telemetry]", self.telemetry != new.telemetry),
         ]
         .into_iter()
@@ -321,6 +337,10 @@ fn build_and_validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError
         .map(|c| sections::callers_config(c, tls.as_ref()))
         .transpose()?
         .unwrap_or_default();
+    let revocation = raw
+        .revocation
+        .map(|r| revocation::revocation_config(r, base, &issuers))
+        .transpose()?;
 
     Ok(Config {
         audit,
@@ -328,6 +348,7 @@ fn build_and_validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError
         tls,
         ext_authz,
         callers,
+        revocation,
         telemetry,
         listen,
         metrics_listen,
@@ -385,7 +406,8 @@ mod tests {
             "listen = \"0.0.0.0:6000\"\nmetrics_listen = \"\"\n\
              [limits]\nmax_batch = 8\nmax_token_bytes = 4096\n[cache]\nmemo_entries = 10\n\
              [server]\ndrain_seconds = 1\n[ext_authz]\nheader = \"x-token\"\n\
-             [callers]\nallow_unlisted = false\n[telemetry]\nservice_name = \"other\"\n{MINIMAL}"
+             [callers]\nallow_unlisted = false\n[revocation]\nfile = \"revoked.jsonl\"\n\
+             [telemetry]\nservice_name = \"other\"\n{MINIMAL}"
         ))
         .unwrap();
         assert_eq!(
@@ -399,6 +421,7 @@ mod tests {
                 "[server]",
                 "[ext_authz]",
                 "[callers]",
+                "[revocation]",
                 "[telemetry]"
             ]
         );

@@ -27,6 +27,7 @@ pub(super) struct RawConfig {
     pub(super) ext_authz: RawExtAuthz,
     #[serde(default)]
     pub(super) callers: Option<RawCallers>,
+    pub(super) revocation: Option<RawRevocation>,
     #[serde(default)]
     pub(super) audit: RawAudit,
     #[serde(default)]
@@ -162,4 +163,22 @@ pub(super) struct RawCaller {
     pub(super) id: String,
     pub(super) tokens_per_second: Option<u32>,
     pub(super) burst: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRevocation {
+    pub(super) file: Option<PathBuf>,
+    pub(super) url: Option<String>,
+    pub(super) redis_url: Option<String>,
+    pub(super) allow_insecure_http: Option<bool>,
+    pub(super) refresh_seconds: Option<f64>,
+    pub(super) max_stale_seconds: Option<f64>,
+    pub(super) on_stale: Option<String>,
+    pub(super) issuers: Option<Vec<String>>,
+    pub(super) max_entries: Option<usize>,
+    pub(super) max_list_bytes: Option<usize>,
+    pub(super) max_token_lifetime_seconds: Option<i64>,
+    pub(super) subject_ttl_seconds: Option<i64>,
+    pub(super) redis_prefix: Option<String>,
 }

@@ -411,6 +411,115 @@ impl CallersConfig {
     }
 }
 
+/// Default `[revocation] max_entries`: entries kept per source. About
+/// 200 bytes each in memory (key strings, table slot), so ~20 MiB.
+pub const DEFAULT_REVOCATION_MAX_ENTRIES: usize = 100_000;
+/// Default `[revocation] max_list_bytes`: the largest list file or URL body
+/// read (a JSON line is ~100 bytes, so ~160,000 entries).
+pub const DEFAULT_REVOCATION_MAX_LIST_BYTES: usize = 16 * 1024 * 1024;
+/// Default `[revocation] max_token_lifetime_seconds` (one day).
+pub const DEFAULT_MAX_TOKEN_LIFETIME_SECONDS: i64 = 86_400;
+
+/// What tokens get while a revocation source is stale (`[revocation]
+/// on_stale`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnStale {
+    /// Keep checking against the last list that loaded (a metric and a log
+    /// line say it is stale).
+    #[default]
+    Serve,
+    /// Tokens of the issuers the sources cover get KEYS_UNAVAILABLE, naming
+    /// the stale source, rather than VALID.
+    Unavailable,
+}
+
+/// A `redis://` or `rediss://` URL. Its `Debug` hides the password, so a
+/// printed config never shows it; [`RedisUrl::redacted`] is what logs use.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(Url);
+
+impl RedisUrl {
+    /// Wraps `url` when its scheme is `redis` or `rediss` and it names a host.
+    pub fn try_new(url: Url) -> Result<Self, String> {
+        if !matches!(url.scheme(), "redis" | "rediss") {
+            return Err("is not a redis:// or rediss:// URL".into());
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("names no host".into());
+        }
+        Ok(Self(url))
+    }
+
+    /// The whole URL, password included: for the Redis client only.
+    pub fn expose(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// True for `rediss://` (TLS).
+    pub fn is_tls(&self) -> bool {
+        self.0.scheme() == "rediss"
+    }
+
+    /// The URL without user name and password, for logs and errors.
+    pub fn redacted(&self) -> String {
+        let mut shown = self.0.clone();
+        // A URL with a host always accepts these; on failure it keeps them,
+        // so fall back to scheme, host and port.
+        if shown.set_password(None).is_err() || shown.set_username("").is_err() {
+            return format!(
+                "{}://{}:{}",
+                self.0.scheme(),
+                self.0.host_str().unwrap_or(""),
+                self.0.port().unwrap_or(6379)
+            );
+        }
+        shown.to_string()
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// `[revocation]`: where revoked tokens are listed, and what a stale list
+/// means (read at start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationConfig {
+    /// A JSON Lines file (absolute, or resolved against the config's folder).
+    pub file: Option<PathBuf>,
+    /// A JSON Lines URL, polled with If-None-Match.
+    pub url: Option<Url>,
+    /// The shared Redis that `jwtd revoke` writes to.
+    pub redis_url: Option<RedisUrl>,
+    /// Plain-http `url` allowed (loopback and tests only).
+    pub allow_insecure_http: bool,
+    /// How often the file's stamp is checked.
+    pub file_refresh: Duration,
+    /// How often the URL is polled.
+    pub url_refresh: Duration,
+    /// How long a source may fail to sync before it is stale.
+    pub max_stale: Duration,
+    /// What tokens get while a covering source is stale.
+    pub on_stale: OnStale,
+    /// The issuers the sources cover (for `on_stale`); `None` is every issuer.
+    pub issuers: Option<Vec<String>>,
+    /// Most entries kept per source.
+    pub max_entries: usize,
+    /// Largest list (file or URL body) read, in bytes.
+    pub max_list_bytes: usize,
+    /// The longest lifetime (`exp` − `iat`) of the covered issuers' tokens:
+    /// `jwtd revoke --jti` without `--exp` revokes until now plus this.
+    pub max_token_lifetime_seconds: i64,
+    /// How long a subject entry lives in Redis, counted from its
+    /// `revoked_at`; at least the longest token lifetime plus leeway, so no
+    /// token issued before `revoked_at` outlives it.
+    pub subject_ttl_seconds: i64,
+    /// Prefix of the Redis keys and of the channel (`PREFIX:events`).
+    pub redis_prefix: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

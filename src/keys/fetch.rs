@@ -7,11 +7,13 @@
 //! lying or absent Content-Length cannot get past it), at most a few
 //! redirects, and never a redirect from https to http unless the issuer set
 //! `allow_insecure_http`. Requests name jwtd and its version in User-Agent.
+//! Revocation lists are fetched here too ([`Fetcher::get_if_none_match`]),
+//! under the same bounds, with their own size cap.
 
 use std::time::Duration;
 
-use reqwest::Url;
-use reqwest::header::{ACCEPT, CACHE_CONTROL};
+use reqwest::header::{ACCEPT, CACHE_CONTROL, ETAG, HeaderValue, IF_NONE_MATCH};
+use reqwest::{StatusCode, Url};
 
 use crate::verifier::json;
 
@@ -83,6 +85,23 @@ pub struct Fetched {
     pub max_age: Option<Duration>,
 }
 
+/// What a conditional GET found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conditional {
+    /// 304: the copy named by the ETag sent is still current.
+    NotModified,
+    /// A new body, with its ETag when the response had one.
+    Fetched {
+        /// The response body.
+        body: Vec<u8>,
+        /// The `ETag` to send next time.
+        etag: Option<String>,
+    },
+}
+
+/// The Accept header of JWKS and discovery fetches.
+const JSON_ACCEPT: &str = "application/json, application/jwk-set+json";
+
 /// An HTTP client for one issuer's key source.
 #[derive(Debug, Clone)]
 pub struct Fetcher {
@@ -130,29 +149,74 @@ impl Fetcher {
 
     /// GETs `url` with the size cap.
     pub async fn get(&self, url: &Url) -> Result<Fetched, FetchError> {
+        let response = self.send(url, JSON_ACCEPT, None).await?;
+        let max_age = response
+            .headers()
+            .get(CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(cache_max_age);
+        let body = self.body(response).await?;
+        Ok(Fetched { body, max_age })
+    }
+
+    /// GETs `url` with `accept` and, when `etag` is set, `If-None-Match:
+    /// etag`; a 304 is [`Conditional::NotModified`]. The size cap applies.
+    pub async fn get_if_none_match(
+        &self,
+        url: &Url,
+        accept: &str,
+        etag: Option<&str>,
+    ) -> Result<Conditional, FetchError> {
+        // An ETag that cannot be a header value again is not sent.
+        let etag = etag.and_then(|e| HeaderValue::from_str(e).ok());
+        let conditional = etag.is_some();
+        let response = self.send(url, accept, etag).await?;
+        if conditional && response.status() == StatusCode::NOT_MODIFIED {
+            return Ok(Conditional::NotModified);
+        }
+        let etag = response
+            .headers()
+            .get(ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = self.body(response).await?;
+        Ok(Conditional::Fetched { body, etag })
+    }
+
+    /// Sends a GET; a status other than 2xx (or a 304 answering an
+    /// `If-None-Match`) is an error.
+    async fn send(
+        &self,
+        url: &Url,
+        accept: &str,
+        if_none_match: Option<HeaderValue>,
+    ) -> Result<reqwest::Response, FetchError> {
         self.check_scheme(url)?;
-        let transport = |e: reqwest::Error| FetchError::Transport(error_chain(&e));
-        let mut response = self
-            .client
-            .get(url.clone())
-            .header(ACCEPT, "application/json, application/jwk-set+json")
+        let mut request = self.client.get(url.clone()).header(ACCEPT, accept);
+        let conditional = if_none_match.is_some();
+        if let Some(etag) = if_none_match {
+            request = request.header(IF_NONE_MATCH, etag);
+        }
+        let response = request
             .send()
             .await
-            .map_err(transport)?;
-        if !response.status().is_success() {
-            return Err(FetchError::Status(response.status().as_u16()));
+            .map_err(|e| FetchError::Transport(error_chain(&e)))?;
+        let status = response.status();
+        if !(status.is_success() || (conditional && status == StatusCode::NOT_MODIFIED)) {
+            return Err(FetchError::Status(status.as_u16()));
         }
+        Ok(response)
+    }
+
+    /// Reads the body under the size cap, enforced while streaming.
+    async fn body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, FetchError> {
+        let transport = |e: reqwest::Error| FetchError::Transport(error_chain(&e));
         if response
             .content_length()
             .is_some_and(|len| len > self.max_bytes as u64)
         {
             return Err(FetchError::TooLarge(self.max_bytes));
         }
-        let max_age = response
-            .headers()
-            .get(CACHE_CONTROL)
-            .and_then(|v| v.to_str().ok())
-            .and_then(cache_max_age);
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport)? {
             if body.len() + chunk.len() > self.max_bytes {
@@ -160,7 +224,7 @@ impl Fetcher {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Fetched { body, max_age })
+        Ok(body)
     }
 
     /// Reads an OpenID discovery document and returns its `jwks_uri`, after

@@ -671,7 +671,7 @@ fn backoff(policy: &RefreshPolicy, failures: u32) -> Duration {
 }
 
 /// `d` scaled by a random factor in [0.8, 1.2).
-fn jitter(d: Duration) -> Duration {
+pub(crate) fn jitter(d: Duration) -> Duration {
     let mut byte = [0u8; 2];
     // Without randomness the schedule is merely unjittered, which is safe.
     let r = match aws_lc_rs::rand::fill(&mut byte) {

@@ -60,6 +60,25 @@ pub const COALESCED: &str = "jwtd_coalesced_tokens_total";
 /// Unlisted caller identities with a bucket of their own.
 pub const TRACKED_CALLERS: &str = "jwtd_tracked_callers";
 
+/// Entries each revocation source holds now, by `source` (`file`, `url`,
+/// `redis`).
+pub const REVOCATION_ENTRIES: &str = "jwtd_revocation_entries";
+/// When each revocation source last synced (seconds since the epoch): a
+/// list read or found unchanged, a 304, a Redis load or heartbeat.
+pub const REVOCATION_LAST_SYNC: &str = "jwtd_revocation_last_sync_timestamp_seconds";
+/// 1 while a revocation source is stale (no sync for `max_stale_seconds`).
+pub const REVOCATION_STALE: &str = "jwtd_revocation_source_stale";
+/// Sync attempts by source and result (`ok`, `error`).
+pub const REVOCATION_SYNCS: &str = "jwtd_revocation_syncs_total";
+/// Entries not kept, by source and reason (`invalid`: a bad line or Redis
+/// value; `over_cap`: past `max_entries`).
+pub const REVOCATION_REFUSED: &str = "jwtd_revocation_refused_entries_total";
+
+/// Tokens answered REVOKED, by the kind of entry that matched (`jti`,
+/// `subject`); `jwtd_verifications_total{status="STATUS_REVOKED"}` counts
+/// them by issuer too.
+pub const REVOKED: &str = "jwtd_revoked_tokens_total";
+
 /// Spans dropped because the export queue was full (collector slow or down).
 pub const SPANS_DROPPED: &str = "jwtd_trace_spans_dropped_total";
 /// Spans handed to the OTLP exporter, by result (`ok`, `error`).
@@ -172,6 +191,43 @@ pub fn admission(
     gauge!(TOKEN_COST).set(token_cost.as_secs_f64());
     counter!(COALESCED).absolute(coalesced);
     gauge!(TRACKED_CALLERS).set(tracked as f64);
+}
+
+/// A revocation source's entry count now.
+pub fn revocation_entries(source: &'static str, entries: usize) {
+    gauge!(REVOCATION_ENTRIES, "source" => source).set(entries as f64);
+}
+
+/// A sync attempt of a revocation source; `ok` also sets its last-sync time.
+pub fn revocation_sync(source: &'static str, ok: bool, now_unix: f64) {
+    let result = if ok { "ok" } else { "error" };
+    counter!(REVOCATION_SYNCS, "source" => source, "result" => result).increment(1);
+    if ok {
+        gauge!(REVOCATION_LAST_SYNC, "source" => source).set(now_unix);
+    }
+}
+
+/// Whether a revocation source is stale now.
+pub fn revocation_stale(source: &'static str, stale: bool) {
+    gauge!(REVOCATION_STALE, "source" => source).set(if stale { 1.0 } else { 0.0 });
+}
+
+/// Entries a revocation source did not keep; `reason` is `invalid` or
+/// `over_cap`.
+pub fn revocation_refused(source: &'static str, reason: &'static str, count: usize) {
+    if count > 0 {
+        counter!(REVOCATION_REFUSED, "source" => source, "reason" => reason)
+            .increment(count as u64);
+    }
+}
+
+/// A token answered REVOKED.
+pub fn revoked(by: &crate::verifier::verify::RevokedBy) {
+    let by = match by {
+        crate::verifier::verify::RevokedBy::Jti => "jti",
+        crate::verifier::verify::RevokedBy::Subject { .. } => "subject",
+    };
+    counter!(REVOKED, "by" => by).increment(1);
 }
 
 /// Spans dropped before export.

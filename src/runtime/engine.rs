@@ -41,6 +41,12 @@
 //!   81k tokens/s); in an earlier run without it, 2 of 3 runs tipped into
 //!   queueing past the 1 s deadline (admitted p50 0.9 s, half the calls
 //!   failed). The pool still gets every cycle the front end does not use.
+//! - **Revocation last, for hits and misses alike**: every admitted token
+//!   is checked against [`crate::revocation::Revocations`] when it is
+//!   rendered, memo hit or not, since the memo stores authentication and
+//!   not admission; a revocation applies to a memoized token at once. The
+//!   check is two lookups in a lock-free table, none when no list has
+//!   entries (BENCHMARKS.md, "Revocation (issue 13)").
 //! - **Big batches are scanned off the reactor**: hashing a batch of over
 //!   [`SCAN_INLINE_BYTES`] (64 KiB, ~60 µs of SHA-256) runs on tokio's
 //!   blocking pool, at most one per verification thread at once (a
@@ -61,6 +67,7 @@ use tracing::Instrument as _;
 pub use crate::config::settings::EngineConfig;
 use crate::keys::registry::{Registry, Snapshot};
 use crate::observability::{otel, telemetry};
+use crate::revocation::Revocations;
 use crate::runtime::admission::{Admission, Reservation, Shed};
 use crate::runtime::inflight::{Follower, InFlight, Join, Lead};
 use crate::runtime::memo::{self, Digest, Memo};
@@ -286,6 +293,8 @@ pub struct Engine {
     authentications: AtomicU64,
     checked: AtomicU64,
     coalesced: AtomicU64,
+    /// Checked after admission, for memo hits and misses alike.
+    revocations: Arc<Revocations>,
 }
 
 impl Engine {
@@ -319,7 +328,20 @@ impl Engine {
             authentications: AtomicU64::new(0),
             checked: AtomicU64::new(0),
             coalesced: AtomicU64::new(0),
+            revocations: Arc::new(Revocations::none()),
         })
+    }
+
+    /// The engine checking every admitted token against `revocations`
+    /// (none by default).
+    pub fn with_revocations(mut self, revocations: Arc<Revocations>) -> Engine {
+        self.revocations = revocations;
+        self
+    }
+
+    /// The revocation lists every VALID answer is checked against.
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.revocations
     }
 
     /// The registry the engine reads keys from.
@@ -371,7 +393,7 @@ impl Engine {
     ) -> Option<R> {
         let hit = self.memo.with_hit(digest, now, |auth| {
             auth.is_current(trust)
-                .then(|| render_admitted(auth, narrowing, now, true, render))
+                .then(|| render_admitted(auth, &self.revocations, narrowing, now, true, render))
         });
         if let Some(Some(result)) = hit {
             return Some(result);
@@ -522,7 +544,9 @@ impl Engine {
             let outcomes: HashMap<usize, Outcome> = outcomes.into_iter().collect();
             for (i, first) in duplicates {
                 results[i] = outcomes.get(&first).map(|outcome| match outcome {
-                    Ok(auth) => render_admitted(auth, &narrowing, now, false, &render),
+                    Ok(auth) => {
+                        render_admitted(auth, &self.revocations, &narrowing, now, false, &render)
+                    }
                     Err(rejection) => render(Err(rejection), false),
                 });
             }
@@ -600,6 +624,23 @@ impl Engine {
                             scan.follows.push((Work::new(digest, i, None), follower));
                         }
                         Join::Lead(lead) => {
+                            // A lead that settled between this token's memo
+                            // miss above and the join wrote the memo first:
+                            // look once more, or the token is checked twice.
+                            if let Some(result) = self.answer_from_memo(
+                                &digest,
+                                &snapshot.trust,
+                                &job.narrowing,
+                                job.now,
+                                &job.render,
+                            ) {
+                                drop(lead);
+                                // Later copies then find the memo themselves.
+                                seen.remove(&digest);
+                                scan.hits += 1;
+                                scan.results[i] = Some(result);
+                                continue;
+                            }
                             chunk.push(Work::new(digest, i, Some(lead)));
                             if chunk.len() == POOL_CHUNK {
                                 self.hand_off(
@@ -669,7 +710,14 @@ impl Engine {
         for (work, follower) in follows {
             let answered = match follower.outcome().await {
                 Some(Ok(auth)) if auth.is_current(trust) => {
-                    let r = render_admitted(&auth, &job.narrowing, job.now, true, &job.render);
+                    let r = render_admitted(
+                        &auth,
+                        &self.revocations,
+                        &job.narrowing,
+                        job.now,
+                        true,
+                        &job.render,
+                    );
                     outcomes.push((work.index, Ok(auth)));
                     Some(r)
                 }
@@ -753,7 +801,14 @@ impl Engine {
                 let auth = Arc::new(auth);
                 let rendered = (
                     work.index,
-                    render_admitted(&auth, &job.narrowing, now, false, &job.render),
+                    render_admitted(
+                        &auth,
+                        &self.revocations,
+                        &job.narrowing,
+                        now,
+                        false,
+                        &job.render,
+                    ),
                 );
                 let until = memo::valid_until(
                     now,
@@ -850,16 +905,35 @@ fn sample_this_check() -> bool {
     })
 }
 
-/// Runs the cheap checks on `auth` and renders the outcome.
+/// Runs the cheap checks on `auth`, then the revocation lists, and renders
+/// the outcome. The lists come last so a token that fails anything else
+/// keeps that answer, and so an empty store costs one load per source.
 fn render_admitted<R>(
     auth: &Authenticated,
+    revocations: &Revocations,
     narrowing: &Narrowing,
     now: UnixTime,
     cached: bool,
     render: &impl Fn(Result<Verified<'_>, &Rejection>, bool) -> R,
 ) -> R {
-    match verify::admit(auth, narrowing, now) {
+    let admitted = verify::admit(auth, narrowing, now).and_then(|verified| {
+        revocations
+            .check(auth.policy().issuer(), auth.claims(), now)
+            .inspect_err(revoked_event)
+            .map(|()| verified)
+    });
+    match admitted {
         Ok(verified) => render(Ok(verified), cached),
         Err(rejection) => render(Err(&rejection), cached),
+    }
+}
+
+/// Counts a revoked token and records an event naming the kind of entry
+/// (never the token or its claims). At debug level: a revoked token
+/// replayed in a loop would otherwise write a log line per call.
+fn revoked_event(rejection: &Rejection) {
+    if let Rejection::Revoked { by } = rejection {
+        telemetry::revoked(by);
+        tracing::debug!(target: "jwtd::revoked", %by, "token revoked");
     }
 }

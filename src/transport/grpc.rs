@@ -407,7 +407,9 @@ pub fn status_of(rejection: &Rejection) -> pb::Status {
         }
         Rejection::MissingClaim(_) => S::MissingClaim,
         Rejection::IssuerNotTrusted | Rejection::IssuerNotRequested => S::IssuerNotTrusted,
-        Rejection::KeysUnavailable(_) => S::KeysUnavailable,
+        // A stale revocation list is an outage, like missing keys: retry.
+        Rejection::KeysUnavailable(_) | Rejection::RevocationStale { .. } => S::KeysUnavailable,
+        Rejection::Revoked { .. } => S::Revoked,
         Rejection::UnknownKid { .. }
         | Rejection::KeyAlgorithmMismatch { .. }
         | Rejection::NoKeyForAlgorithm(_) => S::UnknownKey,
@@ -493,7 +495,7 @@ pub fn result_of(outcome: Result<Verified<'_>, &Rejection>, cached: bool) -> pb:
 mod tests {
     use super::*;
     use crate::verifier::jose::{Algorithm, Malformed};
-    use crate::verifier::verify::AudienceSide;
+    use crate::verifier::verify::{AudienceSide, RevokedBy};
 
     #[test]
     fn every_rejection_has_its_status() {
@@ -546,6 +548,17 @@ mod tests {
             (
                 Rejection::AudienceMismatch(AudienceSide::Requested),
                 S::AudienceMismatch,
+            ),
+            (Rejection::Revoked { by: RevokedBy::Jti }, S::Revoked),
+            (
+                Rejection::Revoked {
+                    by: RevokedBy::Subject { revoked_at: 5 },
+                },
+                S::Revoked,
+            ),
+            (
+                Rejection::RevocationStale { list: "redis" },
+                S::KeysUnavailable,
             ),
             (
                 Rejection::AudienceMismatch(AudienceSide::Unconfigured),

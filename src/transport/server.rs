@@ -3,8 +3,9 @@
 //! and ghz still speak v1alpha) on one port, plaintext or TLS.
 //!
 //! Health for `jwtd.v1.VerifierService` is NOT_SERVING until every issuer has
-//! loaded keys once (with `startup = "wait"`), so a mesh does not route to a
-//! replica that would answer KEYS_UNAVAILABLE; `""` reports the process.
+//! loaded keys once and every revocation source has loaded once (with
+//! `startup = "wait"`), so a mesh does not route to a replica that would
+//! answer KEYS_UNAVAILABLE or miss revocations; `""` reports the process.
 //! Overload never flips readiness: turning a busy replica NOT_SERVING moves
 //! all of its load onto the others at once, and they fall in turn. A busy
 //! replica sheds cold work instead (`runtime::admission`), and health calls
@@ -106,12 +107,17 @@ pub async fn serve_with(
     health.set_service_status("", ServingStatus::Serving).await;
     set_readiness(&health, ServingStatus::NotServing).await;
     let mut ready = registry.ready();
+    let mut lists_ready = engine.revocations().ready();
     let readiness = health.clone();
     let health_task = tokio::spawn(async move {
-        // Readiness only ever flips to true; an error means the registry is gone.
-        if ready.wait_for(|r| *r).await.is_ok() {
+        // Readiness only ever flips to true; an error means the registry (or
+        // the revocation store) is gone.
+        if ready.wait_for(|r| *r).await.is_ok() && lists_ready.wait_for(|r| *r).await.is_ok() {
             set_readiness(&readiness, ServingStatus::Serving).await;
-            tracing::info!("keys loaded for every issuer: {SERVICE_NAME} is SERVING");
+            tracing::info!(
+                "keys loaded for every issuer (and revocation lists, if any): {SERVICE_NAME} is \
+                 SERVING"
+            );
         }
     });
     let limits = registry.snapshot().limits;

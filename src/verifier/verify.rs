@@ -118,6 +118,23 @@ pub enum Rejection {
     /// A configured required claim is absent.
     #[error("missing required claim {0}")]
     MissingClaim(String),
+    /// The token passed every check but is on a revocation list. The
+    /// reason says which kind of entry matched, never the token or its
+    /// claims' values.
+    #[error("token revoked: {by}")]
+    Revoked {
+        /// The kind of entry that matched.
+        by: RevokedBy,
+    },
+    /// A revocation source covering the token's issuer has not synced
+    /// within its `max_stale_seconds` (or not yet at all), and
+    /// `on_stale = "unavailable"`: whether the token is revoked cannot be
+    /// told, so it is not VALID. Maps to KEYS_UNAVAILABLE.
+    #[error("revocation source {list} is not current: cannot tell whether the token is revoked")]
+    RevocationStale {
+        /// The source's kind (`file`, `url` or `redis`), never its location.
+        list: &'static str,
+    },
     /// The header's `typ` is not one the issuer accepts (its value, when
     /// short and printable, else `None`; absent is `Some("")`).
     #[error("token type {} is not accepted", shown_type(.0.as_deref()))]
@@ -162,6 +179,33 @@ fn type_for_reason(typ: Option<&str>) -> Option<String> {
             Some(t.to_owned())
         }
         Some(_) => None,
+    }
+}
+
+/// Which revocation entry matched a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokedBy {
+    /// An entry for the token's issuer and `jti`.
+    Jti,
+    /// An entry for the token's issuer and `sub`, revoking every token
+    /// issued before `revoked_at` (or without `iat`).
+    Subject {
+        /// The entry's time, seconds since the epoch.
+        revoked_at: i64,
+    },
+}
+
+impl std::fmt::Display for RevokedBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RevokedBy::Jti => f.write_str("its jti is revoked"),
+            RevokedBy::Subject { revoked_at } => {
+                write!(
+                    f,
+                    "its subject is revoked for tokens issued before {revoked_at}"
+                )
+            }
+        }
     }
 }
 

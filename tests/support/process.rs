@@ -82,6 +82,14 @@ impl Served {
         }
     }
 
+    /// Every log line seen so far, without waiting for more.
+    pub fn log_so_far(&mut self) -> Vec<String> {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.clone()
+    }
+
     /// Every log line, once jwtd has exited and closed its stderr.
     pub fn whole_log(&mut self) -> Vec<String> {
         loop {

@@ -9,9 +9,11 @@
 //! reads, so the fuzzer spends its time on values.
 //!
 //! Asserts: no panic; a token read is non-empty and has no leading or
-//! trailing whitespace; no audience is empty or untrimmed; the only error is
-//! a `jwtd.allow_missing` other than "true" or "false", and without that
-//! extension the config's `allow_missing` applies; the token reads as
+//! trailing whitespace; no audience or scope is empty or untrimmed (nor has
+//! a comma, or whitespace); the only errors are a `jwtd.allow_missing`
+//! other than "true" or "false", and a `jwtd.audiences` or `jwtd.scopes`
+//! that names nothing, each exactly when the route says so; without
+//! `jwtd.allow_missing` the config's `allow_missing` applies; the token reads as
 //! `Missing` exactly when no header has the configured name (in the map as
 //! it is, in the raw list in any case).
 #![no_main]
@@ -22,7 +24,7 @@ use arbitrary::Arbitrary;
 use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
-use jwtd::ext_authz::{BearerToken, ExtAuthzConfig, read_check};
+use jwtd::ext_authz::{BearerToken, ExtAuthzConfig, RouteError, read_check};
 use libfuzzer_sys::fuzz_target;
 
 /// A header name: one jwtd may read, in some case, or any other.
@@ -81,6 +83,7 @@ struct RawHeader {
 enum Extension {
     AllowMissing,
     Audiences,
+    Scopes,
     Other(String),
 }
 
@@ -109,6 +112,7 @@ impl Input {
                 let key = match key {
                     Extension::AllowMissing => "jwtd.allow_missing",
                     Extension::Audiences => "jwtd.audiences",
+                    Extension::Scopes => "jwtd.scopes",
                     Extension::Other(key) => key,
                 };
                 let setting = match setting {
@@ -192,15 +196,37 @@ fuzz_target!(|input: Input| {
     for config in configs() {
         let read = read_check(&config, &request);
         let allow_missing = extensions.get("jwtd.allow_missing").map(String::as_str);
+        let bad_allow_missing = !matches!(allow_missing, None | Some("true" | "false"));
+        // A list extension that is present but names nothing.
+        let blank = |name: &str, separator: fn(char) -> bool| {
+            extensions
+                .get(name)
+                .is_some_and(|v| v.split(separator).all(|item| item.trim().is_empty()))
+        };
+        let blank_audiences = blank("jwtd.audiences", |c| c == ',');
+        let blank_scopes = blank("jwtd.scopes", char::is_whitespace);
         let input = match read {
-            Ok(input) => input,
-            Err(e) => {
+            Ok(input) => {
                 assert!(
-                    !matches!(allow_missing, None | Some("true" | "false")),
-                    "refused a valid route setting ({allow_missing:?}): {e}"
+                    !bad_allow_missing && !blank_audiences && !blank_scopes,
+                    "accepted a bad route: {extensions:?}"
                 );
+                input
+            }
+            Err(RouteError::AllowMissing(_)) => {
+                assert!(bad_allow_missing, "refused a valid jwtd.allow_missing");
                 continue;
             }
+            Err(RouteError::Blank(name)) => {
+                assert!(!bad_allow_missing, "allow_missing is read first");
+                match name {
+                    "jwtd.audiences" => assert!(blank_audiences, "refused audiences"),
+                    "jwtd.scopes" => assert!(blank_scopes && !blank_audiences, "refused scopes"),
+                    other => panic!("blank {other}?"),
+                }
+                continue;
+            }
+            Err(other) => panic!("an undocumented route error: {other}"),
         };
         match allow_missing {
             Some("true") => assert!(input.allow_missing),
@@ -212,6 +238,10 @@ fuzz_target!(|input: Input| {
             assert!(!audience.is_empty(), "an empty audience");
             assert_eq!(audience.trim(), audience, "an untrimmed audience");
             assert!(!audience.contains(','), "an audience with a comma");
+        }
+        for scope in &input.scopes {
+            assert!(!scope.is_empty(), "an empty scope");
+            assert!(!scope.contains(char::is_whitespace), "a scope with whitespace");
         }
         match &input.token {
             BearerToken::Present(token) => {

@@ -121,11 +121,6 @@ impl Audit {
         }
     }
 
-    /// The default trail (rejections, rate-limited).
-    pub fn rejections() -> Self {
-        Self::new(AuditConfig::default())
-    }
-
     /// Records the decisions of one call: `results[i]` for `tokens[i]`.
     pub fn record(
         &self,

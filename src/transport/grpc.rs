@@ -36,8 +36,9 @@
 //!   `issuer` label of the verification counter and the trail's events read
 //!   them from the results; [`Renderer::trim`] drops them after both have
 //!   run, before the answer is encoded. Never the payload or the audiences:
-//!   those are the bulk of a result (about 300 of ~400 encoded bytes for a
-//!   load-test token).
+//!   those are the bulk of a result (a load-test token's VALID result
+//!   encodes to 437 bytes FULL, 86 REGISTERED, 2 STATUS_ONLY:
+//!   `jwtd-load`'s echo test).
 //! - An unknown view number (prost keeps it as an `i32`) is
 //!   INVALID_ARGUMENT: answering FULL to a view this server does not know
 //!   would send what the caller asked not to get.

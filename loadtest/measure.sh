@@ -27,6 +27,18 @@
 # offered load runs on it too, interleaved run by run (the corpus's config
 # sets no max_pending_tokens, so either binary reads it). The overload table
 # follows the main one.
+#
+# VIEWS (e.g. VIEWS="full registered status-only"; issue 14): after the
+# scenarios, VIEW_SCENARIO (batch64-hot) is run per view against jwtd
+# (`run --view V`, every result's shape checked) and against the echo
+# server answering the same shapes (`echo-server --view V`), RUNS times,
+# the views interleaved within each run so drift touches them alike. Their
+# table (tokens/s per view, each against FULL) follows the main one.
+# SCENARIOS="" runs only the views:
+#
+#   SCENARIOS= VIEWS="full registered status-only" loadtest/measure.sh
+#
+# NO_BUILD=1 skips the release build (binaries already built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -35,7 +47,9 @@ WARMUP=${WARMUP:-2s}
 CONCURRENCY=${CONCURRENCY:-16}
 CONNECTIONS=${CONNECTIONS:-4}
 RAW_RS256_US=${RAW_RS256_US:-22.6}
-SCENARIOS=${SCENARIOS:-single-cold batch64-cold batch64-hot mixed flood}
+SCENARIOS=${SCENARIOS-single-cold batch64-cold batch64-hot mixed flood}
+VIEWS=${VIEWS:-}                                # e.g. "full registered status-only"
+VIEW_SCENARIO=${VIEW_SCENARIO:-batch64-hot}
 OUT=${OUT:-target/loadtest}
 BIN=target/release
 JWTD=${JWTD:-$BIN/jwtd}     # another jwtd build to measure, e.g. a patched one
@@ -48,7 +62,7 @@ SERVER_PID=
 . loadtest/common.sh
 trap 'stop_server' EXIT
 
-cargo build --release --locked -p jwtd -p jwtd-load --bins
+[ -n "${NO_BUILD:-}" ] || cargo build --release --locked -p jwtd -p jwtd-load --bins
 mkdir -p "$OUT/json" "$OUT/log"
 rm -f "$OUT"/json/*.json
 
@@ -123,6 +137,18 @@ for scenario in $SCENARIOS; do
         done
     fi
 done
+
+if [ -n "$VIEWS" ]; then
+    "$BIN/jwtd-load" corpus --scenario "$VIEW_SCENARIO" --out "$OUT/$VIEW_SCENARIO"
+    for i in $(seq "$RUNS"); do
+        for view in $VIEWS; do
+            one_run "$VIEW_SCENARIO" "jwtd-view-$view" "$i" "$JWTD" --config "$OUT/$VIEW_SCENARIO/jwtd.toml" -- \
+                --view "$view" --max-error-rate 0
+            one_run "$VIEW_SCENARIO" "echo-view-$view" "$i" "$BIN/jwtd-load" echo-server --view "$view" -- \
+                --view "$view"
+        done
+    done
+fi
 
 nproc_=$(nproc)
 echo

@@ -117,6 +117,23 @@ async fn every_decision_is_recorded_without_the_token_even_when_logs_are_quiet()
     assert_eq!(check["fields"]["cached"], true);
     assert_eq!(check["fields"]["token_id"], "jti:order-7");
 
+    // A call that wants no claims back still has them in the trail.
+    let answered = client
+        .verify(VerifyRequest {
+            tokens: vec![valid.clone()],
+            view: jwtd::pb::View::StatusOnly as i32,
+            ..VerifyRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answered.results[0].claims, None);
+    let lean = &audit_events(&mut served, 1)[0]["fields"];
+    assert_eq!(lean["status"], "STATUS_VALID");
+    assert_eq!(lean["issuer"], ISS);
+    assert_eq!(lean["subject"], "alice");
+    assert_eq!(lean["token_id"], "jti:order-7");
+
     served.signal("TERM");
     served.wait_exit().await;
     let log = served.whole_log().join("\n");

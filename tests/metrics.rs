@@ -45,10 +45,13 @@ async fn metrics_count_a_mixed_batch() {
     expired["exp"] = json!(NOW - 3600);
     let expired = independent_token("EdDSA", &expired);
     let batch = vec![valid.clone(), expired, "garbage".to_owned(), valid.clone()];
-    for _ in 0..2 {
+    // The second call answers no claims (STATUS_ONLY): its VALID tokens
+    // are still counted under their issuer.
+    for view in [jwtd::pb::View::Full, jwtd::pb::View::StatusOnly] {
         client
             .verify(VerifyRequest {
                 tokens: batch.clone(),
+                view: view as i32,
                 ..VerifyRequest::default()
             })
             .await

@@ -111,6 +111,96 @@ async fn a_mixed_batch_answers_each_token_in_order() {
 }
 
 #[tokio::test]
+async fn every_view_answers_the_same_statuses_in_its_own_shape() {
+    use jwtd::pb::View;
+    let server = Server::start(trust(), LIMITS).await;
+    let mut client = client(&server).await;
+    let valid = independent_token("ES256", &claims(ISS));
+    let mut expired = claims(ISS);
+    expired["exp"] = json!(NOW - 3600);
+    let (input, _) = valid.rsplit_once('.').expect("parts");
+    let tokens = vec![
+        valid.clone(),
+        independent_token("RS256", &expired),
+        format!("{input}.{}", "A".repeat(86)),
+        "not-a-token".to_owned(),
+    ];
+    let want = [S::Valid, S::Expired, S::BadSignature, S::Malformed];
+    let mut call = async |view: View| {
+        client
+            .verify(VerifyRequest {
+                tokens: tokens.clone(),
+                view: view as i32,
+                ..VerifyRequest::default()
+            })
+            .await
+            .expect("call succeeds")
+            .into_inner()
+            .results
+    };
+    // The first call is cold (rendered by the pool), the rest memo hits.
+    let cold = call(View::StatusOnly).await;
+    let full = call(View::Full).await;
+    let unspecified = call(View::Unspecified).await;
+    let registered = call(View::Registered).await;
+    let status_only = call(View::StatusOnly).await;
+    assert_eq!(full, unspecified, "UNSPECIFIED is FULL");
+    assert!(
+        !cold[0].cached && full[0].cached,
+        "the memo answers after the first call"
+    );
+    for results in [&cold, &full, &registered, &status_only] {
+        assert_eq!(statuses(results), want);
+        // Rejections look alike in every view: status, reason, cached.
+        for (r, f) in results[1..].iter().zip(&full[1..]) {
+            assert!(r.claims.is_none());
+            assert!(!r.reason.is_empty());
+            assert_eq!((&r.reason, r.status), (&f.reason, f.status));
+        }
+    }
+    for (a, b) in registered
+        .iter()
+        .zip(&full)
+        .chain(status_only.iter().zip(&full))
+    {
+        assert_eq!(a.cached, b.cached);
+    }
+    let full_claims = full[0].claims.clone().expect("FULL has claims");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&full_claims.payload_json).expect("JSON"),
+        claims(ISS)
+    );
+    assert_eq!(
+        registered[0].claims,
+        Some(jwtd::pb::Claims {
+            payload_json: Vec::new(),
+            ..full_claims
+        }),
+        "REGISTERED: every registered claim, no payload"
+    );
+    for r in [&cold[0], &status_only[0]] {
+        assert_eq!(r.claims, None, "STATUS_ONLY: no claims");
+        assert_eq!(r.reason, "");
+    }
+
+    let err = client
+        .verify(VerifyRequest {
+            tokens: vec![valid],
+            view: 7,
+            ..VerifyRequest::default()
+        })
+        .await
+        .expect_err("an unknown view");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("view 7 is not a jwtd.v1.View"),
+        "{}",
+        err.message()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_request_narrows_audiences_and_issuer() {
     let server = Server::start(trust(), LIMITS).await;
     let mut client = client(&server).await;

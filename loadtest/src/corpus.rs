@@ -28,6 +28,7 @@ use serde_json::{Map, Value, json};
 use crate::Error;
 use crate::rng::SplitMix64;
 use crate::scenario::{Alg, Kind, Reuse, Scenario};
+use crate::view::View;
 
 /// The issuer of every corpus token.
 pub const ISSUER: &str = "https://load.jwtd.local";
@@ -103,6 +104,9 @@ pub struct Prepared {
     pub expected: Box<[i32]>,
     /// Every token comes from the corpus's hot set (memo hits once primed).
     pub hot: bool,
+    /// The view the request asks for, whose shape each result must have;
+    /// `None`: no view sent, no shape checked.
+    pub view: Option<View>,
 }
 
 fn signer(alg: Alg) -> Result<Signer, Error> {
@@ -526,6 +530,12 @@ impl Corpus {
     /// one of its tokens sits in a hot call of the corpus (at the corpus's
     /// own batch, exactly its hot calls).
     pub fn requests(&self, batch: usize) -> Vec<Prepared> {
+        self.requests_in_view(batch, None)
+    }
+
+    /// As [`Corpus::requests`], each request asking for `view` (none sent
+    /// when `None`).
+    pub fn requests_in_view(&self, batch: usize, view: Option<View>) -> Vec<Prepared> {
         let batch = batch.max(1);
         let calls = self.stream.len().div_ceil(batch);
         let mut hot_token = vec![false; self.stream.len()];
@@ -541,12 +551,14 @@ impl Corpus {
                 let picks: Vec<&(Status, String)> = positions.map(|p| &self.stream[p]).collect();
                 let request = pb::VerifyRequest {
                     tokens: picks.iter().map(|(_, t)| t.clone()).collect(),
+                    view: view.map_or(0, |v| v.wire() as i32),
                     ..pb::VerifyRequest::default()
                 };
                 Prepared {
                     body: Bytes::from(request.encode_to_vec()),
                     expected: picks.iter().map(|(s, _)| *s as i32).collect(),
                     hot,
+                    view,
                 }
             })
             .collect()
@@ -762,6 +774,12 @@ mod tests {
         assert_eq!(first.tokens.len(), 16);
         assert_eq!(first.tokens[0], corpus.stream[0].1);
         assert_eq!(requests[0].expected[0], corpus.stream[0].0 as i32);
+        assert_eq!((first.view, requests[0].view), (0, None), "no view sent");
+        let lean = back.requests_in_view(16, Some(View::StatusOnly));
+        let lean_first = pb::VerifyRequest::decode(lean[0].body.clone()).expect("decodes");
+        assert_eq!(lean_first.view, pb::View::StatusOnly as i32);
+        assert_eq!(lean_first.tokens, first.tokens);
+        assert_eq!(lean[0].view, Some(View::StatusOnly));
         let ghz = corpus.ghz_data();
         assert_eq!(ghz.as_array().map(Vec::len), Some(requests.len()));
         assert_eq!(ghz[0]["tokens"][0], Value::from(corpus.stream[0].1.clone()));

@@ -549,9 +549,14 @@ async fn one_call(
     );
     {
         let mut shard = lock(&shared.shards[(k % SHARDS as u64) as usize]);
-        shard
-            .tally
-            .record(latency, outcome, &prepared.expected, prepared.hot, sample);
+        shard.tally.record(
+            latency,
+            outcome,
+            &prepared.expected,
+            prepared.view,
+            prepared.hot,
+            sample,
+        );
         shard.last = shard.last.max(done);
     }
     shared.measured_done.fetch_add(1, Ordering::Relaxed);
@@ -591,6 +596,7 @@ mod tests {
             body: bytes::Bytes::from(vec![tag]),
             expected: Box::new([]),
             hot,
+            view: None,
         }
     }
 

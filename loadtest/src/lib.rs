@@ -13,7 +13,8 @@
 //! and reads token sets, [`driver`] runs load, [`report`] renders ghz-shaped
 //! results, [`shed`] tells a shed call from a failed one, [`scrape`] reads
 //! jwtd's own latency histogram from `/metrics`, [`echo`] is the no-work
-//! server, [`proc_stats`] reads CPU and RSS.
+//! server, [`proc_stats`] reads CPU and RSS, [`view`] is a run's
+//! `--view` and the shape it asks of each result.
 
 pub mod codec;
 pub mod corpus;
@@ -27,6 +28,7 @@ pub mod scenario;
 pub mod scrape;
 pub mod shed;
 pub mod table;
+pub mod view;
 
 /// Why a jwtd-load command failed.
 #[derive(Debug, thiserror::Error)]

@@ -11,6 +11,7 @@ use jwtd_load::corpus::{self, Corpus};
 use jwtd_load::driver::{self, Stop};
 use jwtd_load::report::{Context, Report};
 use jwtd_load::scenario::{self, Alg, Kind, Reuse, Scenario};
+use jwtd_load::view::View;
 use jwtd_load::{echo, table};
 
 /// Load testing for jwtd: token corpora, a lean gRPC load driver with
@@ -154,6 +155,11 @@ struct RunArgs {
     /// admitted and shed, over the measured phase.
     #[arg(long)]
     metrics_url: Option<String>,
+    /// Ask for this view of each result (full, registered, status-only) and
+    /// check each answered result has its shape (default: send no view,
+    /// check statuses only).
+    #[arg(long)]
+    view: Option<View>,
 }
 
 #[derive(Debug, Args)]
@@ -164,6 +170,10 @@ struct EchoArgs {
     /// Server threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// The shape of the answer to a request that names no view (one that
+    /// names one gets its own): full, registered or status-only.
+    #[arg(long, default_value = "full")]
+    view: View,
 }
 
 #[derive(Debug, Args)]
@@ -361,7 +371,7 @@ fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 fn drive(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let corpus = Corpus::read(&args.corpus)?;
     let batch = args.batch.unwrap_or(corpus.meta.batch);
-    let requests: Arc<[_]> = corpus.requests(batch).into();
+    let requests: Arc<[_]> = corpus.requests_in_view(batch, args.view).into();
     let stop = match (args.duration, args.count) {
         (_, Some(n)) => Stop::Count(n),
         (Some(d), None) => Stop::After(d),
@@ -432,6 +442,7 @@ fn drive(args: &RunArgs) -> anyhow::Result<ExitCode> {
             "timeout": args.timeout.as_nanos() as u64,
             "allowShed": args.allow_shed,
             "metricsUrl": args.metrics_url,
+            "view": args.view.map(View::name),
         }),
         allow_shed: args.allow_shed,
         offered: outcome.offered,
@@ -484,7 +495,7 @@ fn serve_echo(args: &EchoArgs) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         // The same shape as jwtd's ready line, so one script finds both ports.
         eprintln!("jwtd-load echo-server ready addr={addr}");
-        echo::serve(listener, async {
+        echo::serve_echo(echo::Echo::with_default_view(args.view), listener, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;

@@ -28,9 +28,10 @@ use prost::Message as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::scan;
+use crate::scan::{self, Shape};
 use crate::scrape::ServerTime;
 use crate::shed::{self, NotShed};
+use crate::view::View;
 
 /// Latencies above this are clamped (no call waits longer than the timeout).
 const MAX_LATENCY_NS: u64 = 600_000_000_000;
@@ -190,6 +191,7 @@ impl Tally {
         latency: Duration,
         outcome: Outcome<'_>,
         expected: &[i32],
+        view: Option<View>,
         hot: bool,
         sample: bool,
     ) {
@@ -239,8 +241,31 @@ impl Tally {
             if hot && !r.cached {
                 self.hot_uncached_tokens += 1;
             }
-            if expected.get(position) == Some(&r.status) {
+            let shape_fits = view.is_none_or(|v| v.fits(r.status, r.shape, r.has_reason));
+            if expected.get(position) == Some(&r.status) && shape_fits {
                 self.good_tokens += 1;
+            } else if expected.get(position) == Some(&r.status) {
+                wrong += 1;
+                if self.first_unexpected.is_none()
+                    && let Some(view) = view
+                {
+                    self.first_unexpected = Some(format!(
+                        "token {position} of a call: {} in view {view} wants {}{}, got {}{}",
+                        status_name(r.status),
+                        if r.status == pb::Status::Valid as i32 {
+                            view.valid_shape().describe()
+                        } else {
+                            Shape::Bare.describe()
+                        },
+                        if r.status == pb::Status::Valid as i32 {
+                            ""
+                        } else {
+                            " and a reason"
+                        },
+                        r.shape.describe(),
+                        if r.has_reason { " and a reason" } else { "" },
+                    ));
+                }
             } else {
                 wrong += 1;
                 if self.first_unexpected.is_none() {
@@ -254,7 +279,7 @@ impl Tally {
                 }
             }
             if sample {
-                seen.push(r.status);
+                seen.push((r.status, r.shape));
             }
             position += 1;
         });
@@ -278,10 +303,15 @@ impl Tally {
         }
         if sample {
             self.sampled += 1;
+            let shape = |r: &pb::VerifyResult| match &r.claims {
+                None => Shape::Bare,
+                Some(c) if c.payload_json.is_empty() => Shape::Registered,
+                Some(_) => Shape::Full,
+            };
             let agrees = pb::VerifyResponse::decode(body).is_ok_and(|full| {
                 full.results
                     .iter()
-                    .map(|r| r.status)
+                    .map(|r| (r.status, shape(r)))
                     .eq(seen.iter().copied())
             });
             if !agrees {
@@ -1023,6 +1053,7 @@ mod tests {
                 Duration::from_micros(us),
                 Outcome::Answered(&ok),
                 &[],
+                None,
                 false,
                 false,
             );
@@ -1072,6 +1103,7 @@ mod tests {
             Duration::from_millis(1),
             Outcome::Answered(&response(&[Valid, Malformed])),
             &expected,
+            None,
             false,
             true,
         );
@@ -1079,6 +1111,7 @@ mod tests {
             Duration::from_millis(1),
             Outcome::Answered(&response(&[Valid, BadSignature])),
             &expected,
+            None,
             false,
             true,
         );
@@ -1086,6 +1119,7 @@ mod tests {
             Duration::from_millis(1),
             Outcome::Answered(&response(&[Valid])),
             &expected,
+            None,
             false,
             false,
         );
@@ -1094,6 +1128,7 @@ mod tests {
             Duration::from_millis(1),
             Outcome::classify(Err(&unavailable), false, true),
             &expected,
+            None,
             false,
             false,
         );
@@ -1144,7 +1179,14 @@ mod tests {
         let pending = "2 cold tokens would exceed max_pending_tokens = 64";
         let mut tally = Tally::default();
         let record = |tally: &mut Tally, ms: u64, outcome: Outcome<'_>, hot: bool| {
-            tally.record(Duration::from_micros(ms), outcome, &expected, hot, false);
+            tally.record(
+                Duration::from_micros(ms),
+                outcome,
+                &expected,
+                None,
+                hot,
+                false,
+            );
         };
         // Admitted: a cold call and a hot one (its MALFORMED token is not a
         // memo hit), 10 ms each.
@@ -1292,6 +1334,83 @@ mod tests {
     }
 
     #[test]
+    fn a_result_of_the_wrong_shape_for_its_view_is_unexpected() {
+        use pb::Status::*;
+        let expected = [Valid as i32, Expired as i32];
+        let answer = |claims: Option<pb::Claims>, reason: &str| {
+            pb::VerifyResponse {
+                results: vec![
+                    pb::VerifyResult {
+                        status: Valid as i32,
+                        claims,
+                        ..Default::default()
+                    },
+                    pb::VerifyResult {
+                        status: Expired as i32,
+                        reason: reason.into(),
+                        ..Default::default()
+                    },
+                ],
+            }
+            .encode_to_vec()
+        };
+        let full = Some(pb::Claims {
+            issuer: "https://i".into(),
+            payload_json: b"{}".to_vec(),
+            ..Default::default()
+        });
+        let registered = Some(pb::Claims {
+            issuer: "https://i".into(),
+            ..Default::default()
+        });
+        let cases = [
+            (View::Full, full.clone(), "expired", 0),
+            (View::Registered, registered.clone(), "expired", 0),
+            (View::StatusOnly, None, "expired", 0),
+            (View::Full, registered.clone(), "expired", 1),
+            (View::Registered, full.clone(), "expired", 1),
+            (View::StatusOnly, registered, "expired", 1),
+            (View::StatusOnly, None, "", 1),
+        ];
+        for (view, claims, reason, wrong) in cases {
+            let mut tally = Tally::default();
+            let body = answer(claims.clone(), reason);
+            tally.record(
+                Duration::from_millis(1),
+                Outcome::Answered(&body),
+                &expected,
+                Some(view),
+                false,
+                true,
+            );
+            assert_eq!(
+                tally.unexpected_tokens, wrong,
+                "{view} {claims:?} {reason:?}"
+            );
+            assert_eq!(tally.good_tokens, 2 - wrong);
+            assert_eq!(tally.sample_mismatches, 0, "scanner and prost agree");
+            if wrong > 0 {
+                let message = tally.first_unexpected.unwrap_or_default();
+                assert!(
+                    message.contains(&format!("in view {view} wants")),
+                    "{message}"
+                );
+            }
+            // Without a view, only statuses are checked.
+            let mut unchecked = Tally::default();
+            unchecked.record(
+                Duration::from_millis(1),
+                Outcome::Answered(&body),
+                &expected,
+                None,
+                false,
+                false,
+            );
+            assert_eq!(unchecked.unexpected_tokens, 0);
+        }
+    }
+
+    #[test]
     fn message_maps_are_bounded() {
         let mut tally = Tally::default();
         for i in 0..(MAX_MESSAGES + 10) {
@@ -1300,6 +1419,7 @@ mod tests {
                 Duration::from_micros(50),
                 Outcome::classify(Err(&status), false, true),
                 &[1],
+                None,
                 false,
                 false,
             );
@@ -1316,6 +1436,7 @@ mod tests {
             Duration::from_millis(2),
             Outcome::Answered(&response(&[pb::Status::Valid])),
             &[1],
+            None,
             false,
             true,
         );

@@ -1,7 +1,10 @@
 //! Reads the per-token `status` and `cached` fields of an encoded
 //! `VerifyResponse` without decoding claims: a walk over protobuf tags that
 //! skips every length-delimited field it does not need. About 20 ns per
-//! result where a full prost decode allocates every claim string.
+//! result where a full prost decode allocates every claim string. It also
+//! notes each result's [`Shape`] (claims or not, payload or not: the
+//! request's view) and whether it has a reason, walking the claims' tags
+//! without reading their values.
 
 /// Why a response could not be scanned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -15,6 +18,29 @@ pub enum ScanError {
     WireType(u64),
 }
 
+/// What a result carries besides its status (see `jwtd.v1.View`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Shape {
+    /// No `claims`.
+    #[default]
+    Bare,
+    /// `claims` without `payload_json`.
+    Registered,
+    /// `claims` with `payload_json`.
+    Full,
+}
+
+impl Shape {
+    /// How a message names the shape.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Shape::Bare => "no claims",
+            Shape::Registered => "claims without payload",
+            Shape::Full => "claims with payload",
+        }
+    }
+}
+
 /// One result's fields that the driver tallies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Scanned {
@@ -22,6 +48,10 @@ pub struct Scanned {
     pub status: i32,
     /// `VerifyResult.cached`.
     pub cached: bool,
+    /// Claims, and a payload in them, or neither.
+    pub shape: Shape,
+    /// A non-empty `VerifyResult.reason`.
+    pub has_reason: bool,
 }
 
 fn varint(buf: &mut &[u8]) -> Result<u64, ScanError> {
@@ -61,6 +91,19 @@ fn skip(buf: &mut &[u8], wire: u64) -> Result<Option<u64>, ScanError> {
     }
 }
 
+/// The shape of an encoded `Claims`: `payload_json` (field 10) present or
+/// not. proto3 leaves empty bytes out, so present means non-empty.
+fn claims_shape(mut claims: &[u8]) -> Result<Shape, ScanError> {
+    while !claims.is_empty() {
+        let tag = varint(&mut claims)?;
+        if tag >> 3 == 10 && tag & 7 == 2 {
+            return Ok(Shape::Full);
+        }
+        skip(&mut claims, tag & 7)?;
+    }
+    Ok(Shape::Registered)
+}
+
 /// Calls `each` for every result of the encoded `VerifyResponse` in `buf`,
 /// in order; returns how many there were.
 pub fn results(mut buf: &[u8], mut each: impl FnMut(Scanned)) -> Result<usize, ScanError> {
@@ -73,6 +116,16 @@ pub fn results(mut buf: &[u8], mut each: impl FnMut(Scanned)) -> Result<usize, S
             let mut scanned = Scanned::default();
             while !result.is_empty() {
                 let tag = varint(&mut result)?;
+                if tag & 7 == 2 && matches!(tag >> 3, 2 | 3) {
+                    let len = varint(&mut result)?;
+                    let field = take(&mut result, len)?;
+                    if tag >> 3 == 3 {
+                        scanned.shape = claims_shape(field)?;
+                    } else {
+                        scanned.has_reason = !field.is_empty();
+                    }
+                    continue;
+                }
                 let value = skip(&mut result, tag & 7)?;
                 match (tag >> 3, value) {
                     // Out-of-range enum values are kept as-is, like prost does.
@@ -130,19 +183,49 @@ mod tests {
             vec![
                 Scanned {
                     status: 1,
-                    cached: true
+                    cached: true,
+                    shape: Shape::Full,
+                    has_reason: false,
                 },
                 Scanned {
                     status: 2,
-                    cached: false
+                    cached: false,
+                    shape: Shape::Bare,
+                    has_reason: true,
                 },
                 Scanned {
                     status: 0,
-                    cached: false
+                    cached: false,
+                    shape: Shape::Bare,
+                    has_reason: false,
                 },
             ]
         );
         assert_eq!(results(&[], |_| {}), Ok(0));
+
+        // Claims without a payload (VIEW_REGISTERED), and a claims message
+        // that is present but empty.
+        let registered = pb::VerifyResponse {
+            results: vec![
+                pb::VerifyResult {
+                    status: 1,
+                    claims: Some(pb::Claims {
+                        issuer: "https://i".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                pb::VerifyResult {
+                    status: 1,
+                    claims: Some(pb::Claims::default()),
+                    ..Default::default()
+                },
+            ],
+        }
+        .encode_to_vec();
+        let mut shapes = Vec::new();
+        assert_eq!(results(&registered, |s| shapes.push(s.shape)), Ok(2));
+        assert_eq!(shapes, [Shape::Registered, Shape::Registered]);
     }
 
     #[test]

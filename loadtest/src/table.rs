@@ -3,6 +3,9 @@
 //! `echo`, `jwtd-half-rate`), so one script reproduces the table. Fixed-rate
 //! `overload` reports (any label but `jwtd`, e.g. `jwtd-overload`,
 //! `baseline-overload`) get a table of their own, one row per label.
+//! Runs labelled `jwtd-view-VIEW` and `echo-view-VIEW` (`measure.sh` with
+//! `VIEWS`, issue 14) get a table of their own, one row per scenario and
+//! view, each against the FULL row of the same server.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,6 +15,7 @@ use serde_json::Value;
 
 use crate::Error;
 use crate::scenario::NAMES;
+use crate::view::View;
 
 fn median(mut values: Vec<f64>) -> Option<f64> {
     values.retain(|v| v.is_finite());
@@ -125,6 +129,11 @@ pub fn render(files: &[PathBuf], raw_rs256_us: Option<f64>) -> Result<String, Er
     if let Some(floor) = floor {
         let _ = writeln!(out, "\n2× raw RS256 floor: {floor:.0} tokens/s");
     }
+    let views = views_table(&groups);
+    if !views.is_empty() {
+        out.push('\n');
+        out.push_str(&views);
+    }
     let overload: BTreeMap<&String, &Vec<Value>> = groups
         .iter()
         .filter(|((scenario, label), _)| scenario == "overload" && label != "jwtd")
@@ -135,6 +144,62 @@ pub fn render(files: &[PathBuf], raw_rs256_us: Option<f64>) -> Result<String, Er
         out.push_str(&overload_table(&overload));
     }
     Ok(out)
+}
+
+/// The views table: per scenario and view (in [`View::ALL`] order), jwtd's
+/// and the echo server's tokens/s, and each against its own FULL runs.
+/// Empty when no report is labelled `jwtd-view-…`.
+fn views_table(groups: &BTreeMap<(String, String), Vec<Value>>) -> String {
+    let mut out = String::new();
+    let empty = Vec::new();
+    for name in NAMES {
+        let group = |side: &str, view: View| {
+            groups
+                .get(&(name.to_owned(), format!("{side}-view-{}", view.name())))
+                .unwrap_or(&empty)
+        };
+        if View::ALL.iter().all(|v| group("jwtd", *v).is_empty()) {
+            continue;
+        }
+        if out.is_empty() {
+            out.push_str(
+                "| scenario | view | tokens/s | p50 | p99 | server CPU s per M tokens | vs FULL | echo tokens/s | echo vs FULL | jwtd / echo | runs |\n\
+                 | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+            );
+        }
+        let tps = |reports: &[Value]| field(reports, |r| r["tokensPerSec"].as_f64());
+        let full = (
+            tps(group("jwtd", View::Full)),
+            tps(group("echo", View::Full)),
+        );
+        let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
+        for view in View::ALL {
+            let (jwtd, echo) = (group("jwtd", view), group("echo", view));
+            if jwtd.is_empty() && echo.is_empty() {
+                continue;
+            }
+            let (j, e) = (tps(jwtd), tps(echo));
+            let _ = writeln!(
+                out,
+                "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                view.wire().as_str_name(),
+                fmt(j, "", 0),
+                latency_ms(jwtd, 50.0),
+                latency_ms(jwtd, 99.0),
+                fmt(
+                    field(jwtd, |r| r["serverCpuSecondsPerMillionTokens"].as_f64()),
+                    " s",
+                    1
+                ),
+                fmt(ratio(j, full.0), "×", 2),
+                fmt(e, "", 0),
+                fmt(ratio(e, full.1), "×", 2),
+                fmt(ratio(j, e), "", 2),
+                jwtd.len(),
+            );
+        }
+    }
+    out
 }
 
 /// The overload table: one row per label, `jwtd…` labels first.
@@ -312,6 +377,44 @@ mod tests {
             "serverTime": if shed > 0 { serde_json::json!({ "shed": { "shareUnder": { "0.001": 0.97 } } }) } else { Value::Null },
             "serverPeakRssBytes": 50.0 * 1048576.0,
         })
+    }
+
+    #[test]
+    fn view_rows_compare_each_view_with_full() {
+        let dir = std::env::temp_dir().join(format!("jwtd-load-views-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let report = |label: &str, tps: f64| {
+            serde_json::json!({
+                "scenario": "batch64-hot",
+                "options": { "label": label },
+                "tokensPerSec": tps,
+                "latencyDistribution": [{ "percentage": 50.0, "latency": 2_000_000 }],
+                "serverCpuSecondsPerMillionTokens": 4.0,
+            })
+        };
+        let files = vec![
+            write(&dir, "a.json", &report("jwtd-view-full", 200_000.0)),
+            write(&dir, "b.json", &report("jwtd-view-full", 220_000.0)),
+            write(&dir, "c.json", &report("jwtd-view-status-only", 300_000.0)),
+            write(&dir, "d.json", &report("echo-view-full", 300_000.0)),
+            write(&dir, "e.json", &report("echo-view-status-only", 450_000.0)),
+        ];
+        let table = render(&files, None).expect("renders");
+        let rows: Vec<&str> = table
+            .lines()
+            .filter(|l| l.starts_with("| batch64-hot | VIEW_"))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                "| batch64-hot | VIEW_FULL | 210000 | 2.00 ms | — | 4.0 s | 1.00× | 300000 | 1.00× | 0.70 | 2 |",
+                "| batch64-hot | VIEW_STATUS_ONLY | 300000 | 2.00 ms | — | 4.0 s | 1.43× | 450000 | 1.50× | 0.67 | 1 |",
+            ],
+            "{table}"
+        );
+        // No main-table row: these runs are not labelled jwtd.
+        assert!(!table.contains("| batch64-hot | 2"), "{table}");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

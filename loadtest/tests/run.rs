@@ -17,6 +17,7 @@ use jwtd_load::corpus::{self, Corpus};
 use jwtd_load::driver::{self, Stop};
 use jwtd_load::report::{Context, Report};
 use jwtd_load::scenario::{Reuse, Scenario};
+use jwtd_load::view::View;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -26,6 +27,12 @@ fn scratch(name: &str) -> PathBuf {
 
 /// A scenario's corpus, shrunk for a test, written to a scratch directory.
 fn small_corpus(name: &str) -> (Corpus, PathBuf) {
+    small_corpus_in(name, name)
+}
+
+/// As [`small_corpus`], in a scratch directory named for `dir` (tests run
+/// at once, and each removes its directory when done).
+fn small_corpus_in(name: &str, dir: &str) -> (Corpus, PathBuf) {
     let mut scenario = Scenario::named(name).unwrap();
     scenario.reuse = match scenario.reuse {
         Reuse::Cycle { .. } => Reuse::Cycle { distinct: 64 },
@@ -56,7 +63,7 @@ fn small_corpus(name: &str) -> (Corpus, PathBuf) {
         metrics_listen: None,
     };
     let corpus = corpus::generate(&options).unwrap();
-    let dir = scratch(name);
+    let dir = scratch(dir);
     corpus.write(&dir).unwrap();
     (Corpus::read(&dir).unwrap(), dir)
 }
@@ -82,11 +89,15 @@ async fn drive(corpus: &Corpus, addr: String, stop: Stop, rate: Option<f64>) -> 
 }
 
 async fn drive_with(corpus: &Corpus, options: driver::Options) -> Report {
+    drive_in_view(corpus, options, None).await
+}
+
+async fn drive_in_view(corpus: &Corpus, options: driver::Options, view: Option<View>) -> Report {
     let channels = driver::connect(&options.addr, options.connections, options.timeout)
         .await
         .unwrap();
     let outcome = driver::run(
-        corpus.requests(corpus.meta.batch).into(),
+        corpus.requests_in_view(corpus.meta.batch, view).into(),
         channels,
         &options,
     )
@@ -204,6 +215,71 @@ async fn jwtd_answers_every_scenario_as_the_corpus_expects() {
         let _ = stop.send(());
         std::fs::remove_dir_all(dir).ok();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_view_is_sent_and_its_shape_checked() {
+    // jwtd answers each view in its shape, rejections with their reasons
+    // (mixed has invalid tokens), memo hits included (two passes).
+    let (corpus, dir) = small_corpus_in("mixed", "views-mixed");
+    let (addr, stop) = jwtd_server(&dir).await;
+    let calls = (corpus.stream.len() / corpus.meta.batch) as u64 * 2;
+    let mut by_view = Vec::new();
+    for view in View::ALL {
+        let options = options(addr.clone(), Stop::Count(calls), None);
+        let report = drive_in_view(&corpus, options, Some(view)).await;
+        assert_eq!(report.count, calls, "{view}");
+        assert_eq!(
+            (report.unexpected_tokens, report.error_rate),
+            (0, 0.0),
+            "{view}: {:?}",
+            report.first_unexpected
+        );
+        by_view.push(report.token_status_distribution);
+    }
+    assert!(by_view.iter().all(|d| *d == by_view[0]), "{by_view:?}");
+    assert!(
+        by_view[0].len() > 1,
+        "valid and rejected tokens: {by_view:?}"
+    );
+    let _ = stop.send(());
+
+    // The echo server answers the view each request names.
+    let (corpus, hot_dir) = small_corpus_in("batch64-hot", "views-hot");
+    let (echo, stop) = echo_server().await;
+    for view in View::ALL {
+        let options = options(echo.clone(), Stop::Count(20), None);
+        let report = drive_in_view(&corpus, options, Some(view)).await;
+        assert_eq!(
+            report.unexpected_tokens, 0,
+            "echo {view}: {:?}",
+            report.first_unexpected
+        );
+    }
+    let _ = stop.send(());
+
+    // A server that ignores the view (the stub answers VALID without
+    // claims) fits STATUS_ONLY only: the shape is checked.
+    let (stub, stop) = stub_server(&corpus, Stub::Slow).await;
+    for (view, fits) in [
+        (View::StatusOnly, true),
+        (View::Registered, false),
+        (View::Full, false),
+    ] {
+        let options = options(stub.clone(), Stop::Count(2), None);
+        let report = drive_in_view(&corpus, options, Some(view)).await;
+        assert_eq!(report.unexpected_tokens == 0, fits, "stub {view}");
+        if !fits {
+            let message = report.first_unexpected.unwrap_or_default();
+            assert!(
+                message.contains(&format!("in view {view} wants")),
+                "{message}"
+            );
+        }
+    }
+    let _ = stop.send(());
+    std::fs::remove_dir_all(dir).ok();
+    std::fs::remove_dir_all(hot_dir).ok();
 }
 
 /// How the stub below answers a call that is not all hot tokens.

@@ -121,6 +121,13 @@ impl Audit {
         }
     }
 
+    /// Whether VALID decisions are recorded (`mode = all`): their events
+    /// name the issuer, subject and jti, read from the results' claims, so
+    /// a Verify call whose view sends no claims still renders those three.
+    pub fn records_valid(&self) -> bool {
+        self.mode == AuditMode::All
+    }
+
     /// Records the decisions of one call: `results[i]` for `tokens[i]`.
     pub fn record(
         &self,

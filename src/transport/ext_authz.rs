@@ -70,7 +70,7 @@ use crate::pb;
 use crate::runtime::admission::Shed;
 use crate::runtime::engine::Engine;
 use crate::transport::callers::{Callers, Refusal};
-use crate::transport::grpc::{self, Call, CallInfo, NotVerified, verify_tokens};
+use crate::transport::grpc::{self, Call, CallInfo, NotVerified, Renderer, verify_tokens};
 use crate::verifier::policy::Narrowing;
 
 /// The reason of a VALID token whose `sub` cannot be a header value.
@@ -150,7 +150,14 @@ impl AuthzApi {
             scopes: input.scopes,
         };
         let tokens = Arc::new(vec![token.into_owned()]);
-        let verified = verify_tokens(&self.engine, Arc::clone(&tokens), narrowing, info.deadline);
+        // FULL: the claim headers are read from the payload.
+        let verified = verify_tokens(
+            &self.engine,
+            Arc::clone(&tokens),
+            narrowing,
+            Renderer::FULL,
+            info.deadline,
+        );
         let (mut results, _, _) = match verified.await {
             Ok(verified) => verified,
             Err(NotVerified::Shed(shed)) => {

@@ -16,6 +16,32 @@
 //! engine (memo, admission of cold work, CPU pool, unknown-kid refresh).
 //! This adapter validates the call, renders each outcome, and cancels the
 //! engine's work when the RPC is dropped.
+//!
+//! Each outcome is rendered by the call's [`Renderer`], built from the
+//! request's [`View`] (issue 14): FULL (the default) answers the registered
+//! claims and `payload_json`, REGISTERED the claims without the payload,
+//! STATUS_ONLY the status, `cached` and a rejection's reason, no claims.
+//!
+//! Decisions:
+//! - The view is decided once per call and the renderer is a 2-byte `Copy`
+//!   value captured by the render closure the engine calls per token (memo
+//!   hits included): one branch per token, no allocation, no second
+//!   instantiation of the engine's batch code. FULL builds exactly what it
+//!   built before (`result_of` is the FULL renderer).
+//! - A rejection's reason is kept in every view: it is short (under 120
+//!   bytes, tests/server.rs) and says precisely what failed, which a status
+//!   alone does not (an expired token and a too-old one share EXPIRED).
+//! - STATUS_ONLY still renders a VALID token's issuer (one short string),
+//!   and with `[audit] mode = "all"` its subject and jti, because the
+//!   `issuer` label of the verification counter and the trail's events read
+//!   them from the results; [`Renderer::trim`] drops them after both have
+//!   run, before the answer is encoded. Never the payload or the audiences:
+//!   those are the bulk of a result (a load-test token's VALID result
+//!   encodes to 437 bytes FULL, 86 REGISTERED, 2 STATUS_ONLY:
+//!   `jwtd-load`'s echo test).
+//! - An unknown view number (prost keeps it as an `i32`) is
+//!   INVALID_ARGUMENT: answering FULL to a view this server does not know
+//!   would send what the caller asked not to get.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -142,6 +168,8 @@ impl VerifierApi {
             .map_err(|r| refused(VERIFY_METHOD, &r, count))?;
         let snapshot = self.engine.registry().snapshot();
         let narrowing = Self::narrowing(&snapshot, &request)?;
+        let view = View::of_request(request.view)?;
+        let renderer = Renderer::new(view, self.audit.records_valid());
         telemetry::batch(count);
         let caller = self
             .callers
@@ -151,10 +179,15 @@ impl VerifierApi {
             return Ok(pb::VerifyResponse::default());
         }
         let tokens = Arc::new(request.tokens);
-        let (results, statuses, batch) =
-            verify_tokens(&self.engine, Arc::clone(&tokens), narrowing, info.deadline)
-                .await
-                .map_err(|e| e.into_status(VERIFY_METHOD, &caller, count))?;
+        let (mut results, statuses, batch) = verify_tokens(
+            &self.engine,
+            Arc::clone(&tokens),
+            narrowing,
+            renderer,
+            info.deadline,
+        )
+        .await
+        .map_err(|e| e.into_status(VERIFY_METHOD, &caller, count))?;
         let caller_name = caller_name(identity, info.peer);
         self.audit.record(
             &info.audited(Api::Verify, &caller_name),
@@ -177,6 +210,7 @@ impl VerifierApi {
                 }
             }
         }
+        renderer.trim(&mut results);
         Ok(pb::VerifyResponse { results })
     }
 }
@@ -205,20 +239,25 @@ impl NotVerified {
 
 /// Verifies `tokens` in a batch span, cancelling the engine's work if this
 /// future is dropped (deadline passed, caller gone), and counts the
-/// outcomes in the metrics and on the span. Returns the results, the count
+/// outcomes in the metrics and on the span. Returns the results as
+/// `renderer` renders them (not yet trimmed: [`Renderer::trim`]), the count
 /// per status and the span (for per-token events).
 pub(crate) async fn verify_tokens(
     engine: &Arc<Engine>,
     tokens: Arc<Vec<String>>,
     narrowing: Narrowing,
+    renderer: Renderer,
     deadline: Option<Instant>,
 ) -> Result<(Vec<pb::VerifyResult>, Vec<(pb::Status, u64)>, tracing::Span), NotVerified> {
     let batch = otel::batch_span(tokens.len());
     let cancel = CancelToken::default();
     let guard = cancel.guard();
     let budget = Budget { cancel, deadline };
+    let render = move |outcome: Result<Verified<'_>, &Rejection>, cached: bool| {
+        renderer.render(outcome, cached)
+    };
     let results = engine
-        .verify_batch(tokens, Arc::new(narrowing), budget, result_of)
+        .verify_batch(tokens, Arc::new(narrowing), budget, render)
         .instrument(batch.clone())
         .await
         .map_err(|e| match e {
@@ -459,36 +498,149 @@ fn count_results(results: &[pb::VerifyResult]) -> Vec<(pb::Status, u64)> {
     statuses
 }
 
-/// One token's wire result; `cached` when the expensive work came from the memo.
-pub fn result_of(outcome: Result<Verified<'_>, &Rejection>, cached: bool) -> pb::VerifyResult {
-    match outcome {
-        Ok(verified) => {
-            let claims = verified.claims();
-            pb::VerifyResult {
+/// How much of each result a Verify call answers (`VerifyRequest.view`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum View {
+    /// Status, reason, the registered claims and the payload
+    /// (`VIEW_FULL`, or `VIEW_UNSPECIFIED`).
+    #[default]
+    Full,
+    /// As [`View::Full`] without `payload_json` (`VIEW_REGISTERED`).
+    Registered,
+    /// Status, `cached` and a rejection's reason; no claims
+    /// (`VIEW_STATUS_ONLY`).
+    StatusOnly,
+}
+
+impl View {
+    /// The view a request's `view` field asks for: INVALID_ARGUMENT for a
+    /// number `jwtd.v1.View` does not define.
+    pub fn of_request(view: i32) -> Result<View, Status> {
+        match pb::View::try_from(view) {
+            Ok(pb::View::Unspecified | pb::View::Full) => Ok(View::Full),
+            Ok(pb::View::Registered) => Ok(View::Registered),
+            Ok(pb::View::StatusOnly) => Ok(View::StatusOnly),
+            Err(_) => Err(Status::invalid_argument(format!(
+                "view {view} is not a jwtd.v1.View this server knows (0 VIEW_UNSPECIFIED, \
+                 1 VIEW_FULL, 2 VIEW_REGISTERED, 3 VIEW_STATUS_ONLY)"
+            ))),
+        }
+    }
+}
+
+/// What a renderer puts in a VALID token's claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Carried {
+    /// Every registered claim and the payload.
+    Full,
+    /// Every registered claim, no payload.
+    Registered,
+    /// Issuer, subject and jti: what the audit trail's VALID events name.
+    AuditFacts,
+    /// The issuer only: the `issuer` label of the verification counter.
+    Issuer,
+}
+
+/// Renders each token's result for one call: the call's [`View`], plus
+/// what the metrics and the audit trail read from the results before
+/// [`Renderer::trim`] cuts them to the view (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Renderer {
+    carried: Carried,
+    /// Drop the claims before answering (STATUS_ONLY).
+    trim: bool,
+}
+
+impl Renderer {
+    /// Today's full answer, as Check (ext_authz) needs it for claim headers.
+    pub const FULL: Renderer = Renderer {
+        carried: Carried::Full,
+        trim: false,
+    };
+
+    /// The renderer of a call asking for `view`; `audit_valid` when the
+    /// audit trail records VALID decisions ([`Audit::records_valid`]).
+    pub fn new(view: View, audit_valid: bool) -> Self {
+        let (carried, trim) = match view {
+            View::Full => (Carried::Full, false),
+            View::Registered => (Carried::Registered, false),
+            View::StatusOnly if audit_valid => (Carried::AuditFacts, true),
+            View::StatusOnly => (Carried::Issuer, true),
+        };
+        Self { carried, trim }
+    }
+
+    /// One token's result; `cached` when the expensive work came from the memo.
+    pub fn render(
+        self,
+        outcome: Result<Verified<'_>, &Rejection>,
+        cached: bool,
+    ) -> pb::VerifyResult {
+        match outcome {
+            Ok(verified) => pb::VerifyResult {
                 status: pb::Status::Valid.into(),
                 reason: String::new(),
-                claims: Some(pb::Claims {
-                    issuer: claims.iss.clone().unwrap_or_default(),
-                    subject: claims.sub.clone().unwrap_or_default(),
-                    audiences: claims.aud.clone().unwrap_or_default(),
-                    expires_at: claims.exp.unwrap_or_default(),
-                    not_before: claims.nbf.unwrap_or_default(),
-                    issued_at: claims.iat.unwrap_or_default(),
-                    jwt_id: claims.jti.clone().unwrap_or_default(),
-                    key_id: verified.kid().unwrap_or_default().to_owned(),
-                    algorithm: verified.algorithm().name().to_owned(),
-                    payload_json: verified.payload().to_vec(),
-                }),
+                claims: Some(self.claims(&verified)),
                 cached,
+            },
+            Err(rejection) => pb::VerifyResult {
+                status: status_of(rejection).into(),
+                reason: rejection.to_string(),
+                claims: None,
+                cached,
+            },
+        }
+    }
+
+    fn claims(self, verified: &Verified<'_>) -> pb::Claims {
+        let claims = verified.claims();
+        let issuer = claims.iss.clone().unwrap_or_default();
+        match self.carried {
+            Carried::Full | Carried::Registered => pb::Claims {
+                issuer,
+                subject: claims.sub.clone().unwrap_or_default(),
+                audiences: claims.aud.clone().unwrap_or_default(),
+                expires_at: claims.exp.unwrap_or_default(),
+                not_before: claims.nbf.unwrap_or_default(),
+                issued_at: claims.iat.unwrap_or_default(),
+                jwt_id: claims.jti.clone().unwrap_or_default(),
+                key_id: verified.kid().unwrap_or_default().to_owned(),
+                algorithm: verified.algorithm().name().to_owned(),
+                payload_json: if self.carried == Carried::Full {
+                    verified.payload().to_vec()
+                } else {
+                    Vec::new()
+                },
+            },
+            Carried::AuditFacts => pb::Claims {
+                issuer,
+                subject: claims.sub.clone().unwrap_or_default(),
+                jwt_id: claims.jti.clone().unwrap_or_default(),
+                ..pb::Claims::default()
+            },
+            Carried::Issuer => pb::Claims {
+                issuer,
+                ..pb::Claims::default()
+            },
+        }
+    }
+
+    /// Cuts rendered results to the view: STATUS_ONLY drops the claims
+    /// kept for the metrics and the trail. Nothing to do for other views.
+    pub fn trim(self, results: &mut [pb::VerifyResult]) {
+        if self.trim {
+            for result in results {
+                result.claims = None;
             }
         }
-        Err(rejection) => pb::VerifyResult {
-            status: status_of(rejection).into(),
-            reason: rejection.to_string(),
-            claims: None,
-            cached,
-        },
     }
+}
+
+/// One token's full wire result ([`Renderer::FULL`]); `cached` when the
+/// expensive work came from the memo.
+pub fn result_of(outcome: Result<Verified<'_>, &Rejection>, cached: bool) -> pb::VerifyResult {
+    Renderer::FULL.render(outcome, cached)
 }
 
 #[cfg(test)]
@@ -589,6 +741,178 @@ mod tests {
             assert_eq!(result.status, i32::from(want));
             assert_eq!(result.reason, rejection.to_string());
             assert!(result.claims.is_none() && !result.cached);
+        }
+    }
+
+    mod views {
+        use std::sync::Arc;
+
+        use base64::Engine as _;
+
+        use super::super::*;
+        use crate::keys::{KeySet, Origin};
+        use crate::verifier::jose::{Algorithm, B64};
+        use crate::verifier::mint::Signer;
+        use crate::verifier::policy::{IssuerPolicy, KeyState, Trust, TrustedIssuer};
+        use crate::verifier::verify::{UnixTime, VerifiedToken, verify};
+
+        const ISS: &str = "https://issuer.test";
+        const NOW: UnixTime = UnixTime(1_700_000_000);
+        const SECRET: [u8; 32] = [0x42; 32];
+
+        fn verified() -> VerifiedToken {
+            let jwks = format!(
+                r#"{{"keys":[{{"kty":"oct","kid":"k1","k":"{}"}}]}}"#,
+                B64.encode(SECRET)
+            );
+            let (keys, _) = KeySet::from_jwks(jwks.as_bytes(), Origin::LocalFile).expect("keys");
+            let policy = IssuerPolicy::new(ISS)
+                .expect("valid")
+                .allowing_any_audience();
+            let trust = Trust::new(
+                [TrustedIssuer {
+                    policy: Arc::new(policy),
+                    keys: KeyState::Loaded(Arc::new(keys)),
+                }],
+                8192,
+            );
+            let claims = serde_json::json!({
+                "iss": ISS, "sub": "alice", "aud": ["api"], "exp": NOW.0 + 300,
+                "iat": NOW.0, "jti": "j-1", "tenant": "acme",
+            });
+            let signer = Signer::hmac(&SECRET, Algorithm::HS256).expect("hmac");
+            let token = signer
+                .sign(Some("k1"), claims.as_object().expect("object"))
+                .expect("signs");
+            verify(&token, &trust, &Narrowing::default(), NOW).expect("valid")
+        }
+
+        fn answered(renderer: Renderer, cached: bool) -> (pb::VerifyResult, pb::VerifyResult) {
+            let token = verified();
+            let rejection = Rejection::Expired {
+                exp: 1,
+                now: 2,
+                leeway: 0,
+            };
+            let mut results = vec![
+                renderer.render(Ok(token.get()), cached),
+                renderer.render(Err(&rejection), cached),
+            ];
+            renderer.trim(&mut results);
+            let rejected = results.pop().expect("two");
+            (results.pop().expect("two"), rejected)
+        }
+
+        fn registered(payload: bool) -> pb::Claims {
+            pb::Claims {
+                issuer: ISS.into(),
+                subject: "alice".into(),
+                audiences: vec!["api".into()],
+                expires_at: NOW.0 + 300,
+                not_before: 0,
+                issued_at: NOW.0,
+                jwt_id: "j-1".into(),
+                key_id: "k1".into(),
+                algorithm: "HS256".into(),
+                payload_json: if payload {
+                    verified().payload().to_vec()
+                } else {
+                    Vec::new()
+                },
+            }
+        }
+
+        /// Every view answers a rejection alike: status, reason, `cached`.
+        fn assert_rejection(result: &pb::VerifyResult, cached: bool) {
+            assert_eq!(result.status, i32::from(pb::Status::Expired));
+            assert!(result.reason.contains("expired"), "{}", result.reason);
+            assert_eq!(result.claims, None);
+            assert_eq!(result.cached, cached);
+        }
+
+        #[test]
+        fn full_answers_the_claims_and_the_payload() {
+            for cached in [false, true] {
+                let (valid, rejected) = answered(Renderer::new(View::Full, false), cached);
+                assert_eq!(valid.status, i32::from(pb::Status::Valid));
+                assert_eq!(valid.reason, "");
+                assert_eq!(valid.cached, cached);
+                assert_eq!(valid.claims, Some(registered(true)));
+                assert!(
+                    !valid
+                        .claims
+                        .as_ref()
+                        .expect("claims")
+                        .payload_json
+                        .is_empty()
+                );
+                assert_rejection(&rejected, cached);
+                // result_of is the FULL renderer; Check relies on it.
+                assert_eq!(Renderer::new(View::Full, true), Renderer::FULL);
+                let token = verified();
+                assert_eq!(result_of(Ok(token.get()), cached), valid);
+            }
+        }
+
+        #[test]
+        fn registered_answers_the_claims_without_the_payload() {
+            for audit_valid in [false, true] {
+                let (valid, rejected) =
+                    answered(Renderer::new(View::Registered, audit_valid), true);
+                assert_eq!(valid.status, i32::from(pb::Status::Valid));
+                assert!(valid.cached);
+                assert_eq!(valid.claims, Some(registered(false)));
+                assert_rejection(&rejected, true);
+            }
+        }
+
+        #[test]
+        fn status_only_answers_no_claims_but_keeps_the_reason() {
+            for audit_valid in [false, true] {
+                let renderer = Renderer::new(View::StatusOnly, audit_valid);
+                let (valid, rejected) = answered(renderer, true);
+                assert_eq!(
+                    valid,
+                    pb::VerifyResult {
+                        status: pb::Status::Valid.into(),
+                        reason: String::new(),
+                        claims: None,
+                        cached: true,
+                    }
+                );
+                assert_rejection(&rejected, true);
+                // Before the trim, only what the metrics (and the trail in
+                // mode all) read; never the payload or the audiences.
+                let token = verified();
+                let untrimmed = renderer.render(Ok(token.get()), false);
+                let kept = untrimmed.claims.expect("kept for the metrics");
+                assert_eq!(kept.issuer, ISS);
+                assert!(kept.payload_json.is_empty() && kept.audiences.is_empty());
+                assert_eq!(kept.key_id, "");
+                let facts = if audit_valid {
+                    ("alice", "j-1")
+                } else {
+                    ("", "")
+                };
+                assert_eq!((kept.subject.as_str(), kept.jwt_id.as_str()), facts);
+            }
+        }
+
+        #[test]
+        fn request_views_map_and_unknown_ones_are_invalid() {
+            assert_eq!(View::of_request(0).expect("unspecified"), View::Full);
+            assert_eq!(View::of_request(1).expect("full"), View::Full);
+            assert_eq!(View::of_request(2).expect("registered"), View::Registered);
+            assert_eq!(View::of_request(3).expect("status only"), View::StatusOnly);
+            for unknown in [4, -1, i32::MAX] {
+                let err = View::of_request(unknown).expect_err("unknown");
+                assert_eq!(err.code(), tonic::Code::InvalidArgument);
+                assert!(
+                    err.message().contains(&format!("view {unknown} is not")),
+                    "{}",
+                    err.message()
+                );
+            }
         }
     }
 

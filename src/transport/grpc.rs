@@ -468,13 +468,16 @@ pub fn result_of(outcome: Result<Verified<'_>, &Rejection>, cached: bool) -> pb:
                 status: pb::Status::Valid.into(),
                 reason: String::new(),
                 claims: Some(pb::Claims {
-                    issuer: claims.iss.clone().unwrap_or_default(),
-                    subject: claims.sub.clone().unwrap_or_default(),
-                    audiences: claims.aud.clone().unwrap_or_default(),
-                    expires_at: claims.exp.unwrap_or_default(),
-                    not_before: claims.nbf.unwrap_or_default(),
-                    issued_at: claims.iat.unwrap_or_default(),
-                    jwt_id: claims.jti.clone().unwrap_or_default(),
+                    issuer: claims.iss().unwrap_or_default().to_owned(),
+                    subject: claims.sub().unwrap_or_default().to_owned(),
+                    audiences: claims
+                        .aud()
+                        .map(|aud| aud.map(str::to_owned).collect())
+                        .unwrap_or_default(),
+                    expires_at: claims.exp().unwrap_or_default(),
+                    not_before: claims.nbf().unwrap_or_default(),
+                    issued_at: claims.iat().unwrap_or_default(),
+                    jwt_id: claims.jti().unwrap_or_default().to_owned(),
                     key_id: verified.kid().unwrap_or_default().to_owned(),
                     algorithm: verified.algorithm().name().to_owned(),
                     payload_json: verified.payload().to_vec(),

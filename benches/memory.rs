@@ -59,7 +59,7 @@ fn main() {
         for i in 0..n {
             let t = token(i);
             let auth = authenticate(&t, &trust, &narrowing).unwrap();
-            let until = valid_until(now, auth.claims().exp, 60, 300);
+            let until = valid_until(now, auth.claims().exp(), 60, 300);
             let heap = auth.heap_bytes();
             memo.insert(digest_of(&t), Arc::new(auth), now, until, heap);
         }

@@ -23,7 +23,7 @@ fn every_algorithm_from_an_independent_signer_verifies() {
             .unwrap_or_else(|r| panic!("{alg}: {r}"));
         assert_eq!(verified.algorithm(), alg);
         assert_eq!(verified.kid(), Some(key_for(alg.name())));
-        assert_eq!(verified.claims().sub.as_deref(), Some("alice"));
+        assert_eq!(verified.claims().sub(), Some("alice"));
         let payload: serde_json::Value =
             serde_json::from_slice(verified.payload()).expect("payload is JSON");
         assert_eq!(payload, claims, "{alg}: payload as sent");

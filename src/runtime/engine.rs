@@ -812,7 +812,7 @@ impl Engine {
                 );
                 let until = memo::valid_until(
                     now,
-                    auth.claims().exp,
+                    auth.claims().exp(),
                     auth.policy().leeway().seconds(),
                     self.config.memo_max_ttl_seconds,
                 );

@@ -595,16 +595,19 @@ impl Renderer {
 
     fn claims(self, verified: &Verified<'_>) -> pb::Claims {
         let claims = verified.claims();
-        let issuer = claims.iss.clone().unwrap_or_default();
+        let issuer = claims.iss().unwrap_or_default().to_owned();
         match self.carried {
             Carried::Full | Carried::Registered => pb::Claims {
                 issuer,
-                subject: claims.sub.clone().unwrap_or_default(),
-                audiences: claims.aud.clone().unwrap_or_default(),
-                expires_at: claims.exp.unwrap_or_default(),
-                not_before: claims.nbf.unwrap_or_default(),
-                issued_at: claims.iat.unwrap_or_default(),
-                jwt_id: claims.jti.clone().unwrap_or_default(),
+                subject: claims.sub().unwrap_or_default().to_owned(),
+                audiences: claims
+                    .aud()
+                    .map(|aud| aud.map(str::to_owned).collect())
+                    .unwrap_or_default(),
+                expires_at: claims.exp().unwrap_or_default(),
+                not_before: claims.nbf().unwrap_or_default(),
+                issued_at: claims.iat().unwrap_or_default(),
+                jwt_id: claims.jti().unwrap_or_default().to_owned(),
                 key_id: verified.kid().unwrap_or_default().to_owned(),
                 algorithm: verified.algorithm().name().to_owned(),
                 payload_json: if self.carried == Carried::Full {
@@ -615,8 +618,8 @@ impl Renderer {
             },
             Carried::AuditFacts => pb::Claims {
                 issuer,
-                subject: claims.sub.clone().unwrap_or_default(),
-                jwt_id: claims.jti.clone().unwrap_or_default(),
+                subject: claims.sub().unwrap_or_default().to_owned(),
+                jwt_id: claims.jti().unwrap_or_default().to_owned(),
                 ..pb::Claims::default()
             },
             Carried::Issuer => pb::Claims {

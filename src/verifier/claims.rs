@@ -6,7 +6,27 @@
 //! seconds are allowed by RFC 7519 and truncated toward negative infinity;
 //! values outside the i64 range are malformed. `null` for a registered claim is
 //! malformed too, and a custom claim whose value is `null` counts as absent.
+//!
+//! Decisions:
+//! - [`Claims`] owns the decoded payload (the bytes a verified token must keep
+//!   anyway) and holds every string claim, audience, scope and custom member
+//!   name as a span into it: one parse, no allocation per claim. A JSON
+//!   string with escapes has no span that reads as its value, so only such a
+//!   string is kept decoded, on the heap; so are lists longer than
+//!   [`INLINE`]. Before, the typical bench token cost eight allocations here
+//!   (`iss`, `sub`, `jti`, `scope`, `aud` and its two members, the names
+//!   buffer); now none, and this step fell from 9.8k to 7.0k instructions
+//!   per HS256 bench token (issue 14; BENCHMARKS.md). What is left is
+//!   serde_json's own walk over the text; a hand-written scanner is the next
+//!   lever, not taken here.
+//! - The payload must be UTF-8 as a whole, checked once before the parse
+//!   (serde_json's `from_str` then skips its per-string check). JSON text
+//!   outside strings is ASCII, so this accepts exactly what a byte-slice
+//!   parse that checked every string accepted.
+//! - Duplicate registered claims are caught by one bit each; only custom
+//!   names go through [`json::Seen`]'s comparisons.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 
@@ -15,66 +35,247 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use crate::verifier::jose::{Malformed, Part};
 use crate::verifier::json::{self, Checked, Name, Seen};
 
-/// The claims of a token, parsed from its (not yet verified) payload.
+/// Entries a [`Texts`] list holds without a heap allocation: a typical
+/// token's audiences, scopes and custom claims fit.
+const INLINE: usize = 6;
+
+/// The registered claims, each with a bit in [`Claims::present`].
+const REGISTERED: [&str; 11] = [
+    "iss",
+    "sub",
+    "jti",
+    "azp",
+    "client_id",
+    "scope",
+    "scp",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+];
+
+/// Where a string is in the payload (byte offsets).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn get(self, payload: &str) -> &str {
+        // In bounds and on character boundaries: `Text::new` checked.
+        payload
+            .get(self.start as usize..self.end as usize)
+            .unwrap_or_default()
+    }
+}
+
+/// A JSON string from the payload: a span when its text is its value, the
+/// decoded value when it had escapes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Text {
+    Span(Span),
+    Decoded(Box<str>),
+}
+
+impl Text {
+    /// The text of a string the parser read from `payload`.
+    fn new(payload: &str, value: Cow<'_, str>) -> Text {
+        if let Cow::Borrowed(borrowed) = &value {
+            // A borrowed string is a slice of the payload (serde_json borrows
+            // only from its input), so the address difference is its offset.
+            let start = borrowed
+                .as_ptr()
+                .addr()
+                .wrapping_sub(payload.as_ptr().addr());
+            if let Some(end) = start.checked_add(borrowed.len())
+                && payload.get(start..end).is_some()
+                && let (Ok(start), Ok(end)) = (u32::try_from(start), u32::try_from(end))
+            {
+                return Text::Span(Span { start, end });
+            }
+        }
+        Text::Decoded(value.into_owned().into_boxed_str())
+    }
+
+    fn get<'a>(&'a self, payload: &'a str) -> &'a str {
+        match self {
+            // In bounds and on character boundaries: `Text::new` checked.
+            Text::Span(s) => s.get(payload),
+            Text::Decoded(d) => d,
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Text::Span(_) => 0,
+            Text::Decoded(d) => d.len(),
+        }
+    }
+}
+
+/// A list of [`Text`]s in document order: spans inline up to [`INLINE`];
+/// past that, or from the first decoded entry, every entry on the heap.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Texts {
+    inline: [Span; INLINE],
+    len: u8,
+    /// Every entry once the list spilled (then `inline` is unused).
+    spilled: Vec<Text>,
+}
+
+impl Texts {
+    fn push(&mut self, text: Text) {
+        let len = usize::from(self.len);
+        match text {
+            Text::Span(span) if self.spilled.is_empty() && len < INLINE => {
+                self.inline[len] = span;
+                self.len += 1;
+            }
+            text => {
+                if self.spilled.is_empty() {
+                    self.spilled.reserve(len + 1);
+                    self.spilled
+                        .extend(self.inline[..len].iter().map(|s| Text::Span(*s)));
+                }
+                self.spilled.push(text);
+            }
+        }
+    }
+
+    fn iter<'a>(&'a self, payload: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        let spilled = !self.spilled.is_empty();
+        let inline = if spilled {
+            &[][..]
+        } else {
+            &self.inline[..usize::from(self.len)]
+        };
+        inline
+            .iter()
+            .map(move |s| s.get(payload))
+            .chain(self.spilled.iter().map(move |t| t.get(payload)))
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.spilled.capacity() * std::mem::size_of::<Text>()
+            + self.spilled.iter().map(Text::heap_bytes).sum::<usize>()
+    }
+}
+
+/// The claims of a token, parsed from its (not yet verified) payload, which
+/// they own.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Claims {
-    /// `iss`.
-    pub iss: Option<String>,
-    /// `sub`.
-    pub sub: Option<String>,
-    /// `aud`, always as a list; `None` when the claim is absent.
-    pub aud: Option<Vec<String>>,
-    /// `exp`, seconds since the epoch.
-    pub exp: Option<i64>,
-    /// `nbf`, seconds since the epoch.
-    pub nbf: Option<i64>,
-    /// `iat`, seconds since the epoch.
-    pub iat: Option<i64>,
-    /// `jti`.
-    pub jti: Option<String>,
-    /// The scopes granted, space-separated: `scope` (a space-separated
-    /// string, RFC 8693 and RFC 9068) and `scp` (the same, or an array of
-    /// strings, as some identity providers send it), together; `None` when
-    /// neither is there. One string, not a list: one allocation on the cold
-    /// path (a scope-token has no spaces, RFC 6749 §3.3); see [`Claims::grants`].
-    pub scopes: Option<String>,
-    /// `azp`, the party the token was issued to (OpenID Connect).
-    pub azp: Option<String>,
-    /// `client_id`, the same for access tokens (RFC 9068).
-    pub client_id: Option<String>,
-    /// Names of every top-level member whose value is not `null`, each as a
-    /// 4-byte little-endian length and its bytes (one allocation for all;
-    /// a separator could be forged inside an escaped name, a length cannot).
-    present: Vec<u8>,
+    /// The decoded payload, exactly as signed.
+    payload: String,
+    iss: Option<Text>,
+    sub: Option<Text>,
+    jti: Option<Text>,
+    azp: Option<Text>,
+    client_id: Option<Text>,
+    /// `aud`, always as a list.
+    aud: Option<Texts>,
+    /// `scope` (a space-separated string, RFC 8693 and RFC 9068) and `scp`
+    /// (the same, or an array of strings, as some identity providers send
+    /// it), in document order: each entry a space-separated string or one
+    /// array member (a scope-token has no spaces, RFC 6749 §3.3).
+    scopes: Texts,
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+    /// A bit per [`REGISTERED`] claim present with a value other than `null`.
+    present: u16,
+    /// Names of every other top-level member whose value is not `null`.
+    custom: Texts,
 }
 
 impl Claims {
-    /// Parses a payload strictly: a JSON object, no duplicate names at any depth.
+    /// Parses a payload strictly: a JSON object, no duplicate names at any
+    /// depth. Copies `payload`; [`Claims::from_payload`] takes it.
     pub fn parse(payload: &[u8]) -> Result<Claims, Malformed> {
-        let problem = Cell::new(None);
-        let duplicate = json::DuplicateFlag::default();
-        let mut de = serde_json::Deserializer::from_slice(payload);
-        let parsed = ClaimsSeed {
-            problem: &problem,
-            duplicate: &duplicate,
-        }
-        .deserialize(&mut de)
-        .and_then(|claims| de.end().map(|()| claims));
-        parsed.map_err(|_| {
-            problem.get().unwrap_or(if duplicate.get() {
-                Malformed::DuplicateMember(Part::Payload)
-            } else {
-                Malformed::NotObject(Part::Payload)
-            })
-        })
+        Self::from_payload(payload.to_vec())
     }
 
-    /// The granted scopes, one by one.
+    /// Parses a decoded payload strictly (see [`Claims::parse`]) and keeps it.
+    pub fn from_payload(payload: Vec<u8>) -> Result<Claims, Malformed> {
+        let not_object = Malformed::NotObject(Part::Payload);
+        let payload = String::from_utf8(payload).map_err(|_| not_object)?;
+        if u32::try_from(payload.len()).is_err() {
+            return Err(not_object);
+        }
+        let problem = Cell::new(None);
+        let duplicate = json::DuplicateFlag::default();
+        let parsed = {
+            let mut de = serde_json::Deserializer::from_str(&payload);
+            ClaimsSeed {
+                payload: &payload,
+                problem: &problem,
+                duplicate: &duplicate,
+            }
+            .deserialize(&mut de)
+            .and_then(|claims| de.end().map(|()| claims))
+        };
+        match parsed {
+            Ok(claims) => Ok(Claims { payload, ..claims }),
+            Err(_) => Err(problem.get().unwrap_or(if duplicate.get() {
+                Malformed::DuplicateMember(Part::Payload)
+            } else {
+                not_object
+            })),
+        }
+    }
+
+    /// The payload bytes exactly as signed.
+    pub fn payload(&self) -> &[u8] {
+        self.payload.as_bytes()
+    }
+    /// `iss`.
+    pub fn iss(&self) -> Option<&str> {
+        self.text(&self.iss)
+    }
+    /// `sub`.
+    pub fn sub(&self) -> Option<&str> {
+        self.text(&self.sub)
+    }
+    /// `jti`.
+    pub fn jti(&self) -> Option<&str> {
+        self.text(&self.jti)
+    }
+    /// `azp`, the party the token was issued to (OpenID Connect).
+    pub fn azp(&self) -> Option<&str> {
+        self.text(&self.azp)
+    }
+    /// `client_id`, the same for access tokens (RFC 9068).
+    pub fn client_id(&self) -> Option<&str> {
+        self.text(&self.client_id)
+    }
+    /// `aud`, always as a list (one string is a list of one); `None` when
+    /// the claim is absent.
+    pub fn aud(&self) -> Option<impl Iterator<Item = &str>> {
+        self.aud.as_ref().map(|list| list.iter(&self.payload))
+    }
+    /// `exp`, seconds since the epoch.
+    pub fn exp(&self) -> Option<i64> {
+        self.exp
+    }
+    /// `nbf`, seconds since the epoch.
+    pub fn nbf(&self) -> Option<i64> {
+        self.nbf
+    }
+    /// `iat`, seconds since the epoch.
+    pub fn iat(&self) -> Option<i64> {
+        self.iat
+    }
+
+    fn text<'a>(&'a self, text: &'a Option<Text>) -> Option<&'a str> {
+        text.as_ref().map(|t| t.get(&self.payload))
+    }
+
+    /// The granted scopes, one by one: `scope` and `scp` together.
     pub fn grants(&self) -> impl Iterator<Item = &str> {
         self.scopes
-            .as_deref()
-            .unwrap_or_default()
-            .split(' ')
+            .iter(&self.payload)
+            .flat_map(|entry| entry.split(' '))
             .filter(|s| !s.is_empty())
     }
 
@@ -83,44 +284,37 @@ impl Claims {
         self.grants().any(|s| s == scope)
     }
 
-    /// Heap bytes held by the remembered member names.
-    pub fn heap_bytes_of_names(&self) -> usize {
-        self.present.capacity()
+    /// Heap bytes these claims hold, the payload included.
+    pub fn heap_bytes(&self) -> usize {
+        let text = |t: &Option<Text>| t.as_ref().map_or(0, Text::heap_bytes);
+        let list = |l: &Option<Texts>| l.as_ref().map_or(0, Texts::heap_bytes);
+        self.payload.capacity()
+            + text(&self.iss)
+            + text(&self.sub)
+            + text(&self.jti)
+            + text(&self.azp)
+            + text(&self.client_id)
+            + list(&self.aud)
+            + self.scopes.heap_bytes()
+            + self.custom.heap_bytes()
     }
 
     /// True when the payload has a top-level member `name` that is not `null`.
     pub fn has(&self, name: &str) -> bool {
-        let mut rest = &self.present[..];
-        while let Some((len, tail)) = rest.split_first_chunk::<4>() {
-            let len = u32::from_le_bytes(*len) as usize;
-            let Some((member, tail)) = tail.split_at_checked(len) else {
-                return false;
-            };
-            if member == name.as_bytes() {
-                return true;
-            }
-            rest = tail;
+        match REGISTERED.iter().position(|r| *r == name) {
+            Some(bit) => self.present & (1 << bit) != 0,
+            None => self.custom.iter(&self.payload).any(|n| n == name),
         }
-        false
-    }
-
-    fn remember(&mut self, name: &str) {
-        // Payloads are bounded by max_token_bytes, so a name fits in u32.
-        let len = u32::try_from(name.len()).unwrap_or(u32::MAX);
-        if self.present.is_empty() {
-            self.present.reserve(128);
-        }
-        self.present.extend_from_slice(&len.to_le_bytes());
-        self.present.extend_from_slice(name.as_bytes());
     }
 }
 
-struct ClaimsSeed<'f> {
+struct ClaimsSeed<'f, 'de> {
+    payload: &'de str,
     problem: &'f Cell<Option<Malformed>>,
     duplicate: &'f json::DuplicateFlag,
 }
 
-impl ClaimsSeed<'_> {
+impl ClaimsSeed<'_, '_> {
     fn wrong_type<E: de::Error>(&self, claim: &'static str) -> E {
         let why = Malformed::ClaimType(claim);
         self.problem.set(Some(why));
@@ -128,14 +322,14 @@ impl ClaimsSeed<'_> {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
+impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_, 'de> {
     type Value = Claims;
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Claims, D::Error> {
         deserializer.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for ClaimsSeed<'_> {
+impl<'de> Visitor<'de> for ClaimsSeed<'_, 'de> {
     type Value = Claims;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -143,75 +337,104 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Claims, A::Error> {
+        let payload = self.payload;
         let mut claims = Claims::default();
+        // Registered claims seen (even as `null`): one bit each, in
+        // `REGISTERED` order; other names go through `Seen`.
+        let mut registered = 0u16;
         let mut seen = Seen::default();
         while let Some(Name(name)) = map.next_key()? {
-            let present = match &*name {
-                "iss" => string(&mut map, &mut claims.iss, || self.wrong_type("iss"))?,
-                "sub" => string(&mut map, &mut claims.sub, || self.wrong_type("sub"))?,
-                "jti" => string(&mut map, &mut claims.jti, || self.wrong_type("jti"))?,
-                "azp" => string(&mut map, &mut claims.azp, || self.wrong_type("azp"))?,
-                "client_id" => string(&mut map, &mut claims.client_id, || {
-                    self.wrong_type("client_id")
-                })?,
+            let string = |map: &mut A, claim: &'static str| -> Result<Text, A::Error> {
+                map.next_value::<Name<'de>>()
+                    .map(|Name(value)| Text::new(payload, value))
+                    .map_err(|_| self.wrong_type(claim))
+            };
+            let date = |map: &mut A, claim: &'static str| -> Result<i64, A::Error> {
+                map.next_value::<NumericDate>()
+                    .map(|NumericDate(seconds)| seconds)
+                    .map_err(|_| self.wrong_type(claim))
+            };
+            // Which registered claim, and whether it counts as present.
+            let (bit, present) = match &*name {
+                "iss" => {
+                    claims.iss = Some(string(&mut map, "iss")?);
+                    (0, true)
+                }
+                "sub" => {
+                    claims.sub = Some(string(&mut map, "sub")?);
+                    (1, true)
+                }
+                "jti" => {
+                    claims.jti = Some(string(&mut map, "jti")?);
+                    (2, true)
+                }
+                "azp" => {
+                    claims.azp = Some(string(&mut map, "azp")?);
+                    (3, true)
+                }
+                "client_id" => {
+                    claims.client_id = Some(string(&mut map, "client_id")?);
+                    (4, true)
+                }
                 "scope" | "scp" => {
-                    let claim = if &*name == "scope" { "scope" } else { "scp" };
-                    let Scopes(granted) = map
-                        .next_value::<Scopes>()
+                    let (bit, claim) = if &*name == "scope" {
+                        (5, "scope")
+                    } else {
+                        (6, "scp")
+                    };
+                    let present = map
+                        .next_value_seed(ScopesSeed {
+                            payload,
+                            scopes: &mut claims.scopes,
+                        })
                         .map_err(|_: A::Error| self.wrong_type(claim))?;
                     // `null` is absent, as for every other claim.
-                    let present = granted.is_some();
-                    if let Some(granted) = granted {
-                        match &mut claims.scopes {
-                            Some(all) if !granted.is_empty() => {
-                                all.push(' ');
-                                all.push_str(&granted);
-                            }
-                            Some(_) => {}
-                            None => claims.scopes = Some(granted),
-                        }
-                    }
-                    present
+                    (bit, present)
                 }
                 "aud" => {
-                    let aud = map
-                        .next_value::<Audiences>()
-                        .map_err(|_: A::Error| self.wrong_type("aud"))?;
-                    claims.aud = Some(aud.0);
-                    true
+                    let mut aud = Texts::default();
+                    map.next_value_seed(AudiencesSeed {
+                        payload,
+                        aud: &mut aud,
+                    })
+                    .map_err(|_: A::Error| self.wrong_type("aud"))?;
+                    claims.aud = Some(aud);
+                    (7, true)
                 }
-                "exp" => date(&mut map, &mut claims.exp, || self.wrong_type("exp"))?,
-                "nbf" => date(&mut map, &mut claims.nbf, || self.wrong_type("nbf"))?,
-                "iat" => date(&mut map, &mut claims.iat, || self.wrong_type("iat"))?,
-                _ => !map.next_value_seed(Checked(self.duplicate))?,
+                "exp" => {
+                    claims.exp = Some(date(&mut map, "exp")?);
+                    (8, true)
+                }
+                "nbf" => {
+                    claims.nbf = Some(date(&mut map, "nbf")?);
+                    (9, true)
+                }
+                "iat" => {
+                    claims.iat = Some(date(&mut map, "iat")?);
+                    (10, true)
+                }
+                _ => {
+                    let null = map.next_value_seed(Checked(self.duplicate))?;
+                    if !seen.insert(name.clone()) {
+                        return Err(json::duplicate(self.duplicate));
+                    }
+                    if !null {
+                        claims.custom.push(Text::new(payload, name));
+                    }
+                    continue;
+                }
             };
-            if present {
-                claims.remember(&name);
-            }
-            if !seen.insert(name) {
+            let bit = 1u16 << bit;
+            if registered & bit != 0 {
                 return Err(json::duplicate(self.duplicate));
+            }
+            registered |= bit;
+            if present {
+                claims.present |= bit;
             }
         }
         Ok(claims)
     }
-}
-
-fn string<'de, A: MapAccess<'de>>(
-    map: &mut A,
-    slot: &mut Option<String>,
-    wrong: impl FnOnce() -> A::Error,
-) -> Result<bool, A::Error> {
-    *slot = Some(map.next_value::<String>().map_err(|_| wrong())?);
-    Ok(true)
-}
-
-fn date<'de, A: MapAccess<'de>>(
-    map: &mut A,
-    slot: &mut Option<i64>,
-    wrong: impl FnOnce() -> A::Error,
-) -> Result<bool, A::Error> {
-    *slot = Some(map.next_value::<NumericDate>().map_err(|_| wrong())?.0);
-    Ok(true)
 }
 
 /// A NumericDate: a JSON number of seconds, truncated to whole seconds.
@@ -250,71 +473,82 @@ impl<'de> de::Deserialize<'de> for NumericDate {
 }
 
 /// `scope` / `scp`: a space-separated string, or an array of strings (each
-/// one scope), kept space-separated; `null` is no claim.
-struct Scopes(Option<String>);
+/// one scope), appended to `scopes`; `null` is no claim. The value is true
+/// unless the claim was `null`.
+struct ScopesSeed<'s, 'de> {
+    payload: &'de str,
+    scopes: &'s mut Texts,
+}
 
-impl<'de> de::Deserialize<'de> for Scopes {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ScopesVisitor;
-        impl<'de> Visitor<'de> for ScopesVisitor {
-            type Value = Scopes;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a space-separated string or an array of strings")
+impl<'de> DeserializeSeed<'de> for ScopesSeed<'_, 'de> {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ScopesSeed<'_, 'de> {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a space-separated string or an array of strings")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<bool, E> {
+        self.scopes.push(Text::new(self.payload, Cow::Borrowed(v)));
+        Ok(true)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+        self.scopes.push(Text::Decoded(v.into()));
+        Ok(true)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        while let Some(Name(scope)) = seq.next_element::<Name<'de>>()? {
+            // A scope-token has no spaces (RFC 6749 §3.3): an element with
+            // one would read as two scopes.
+            if scope.is_empty() || scope.contains(' ') {
+                return Err(de::Error::custom(
+                    "a scope in an array is empty or has a space",
+                ));
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scopes, E> {
-                Ok(Scopes(Some(v.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Scopes, E> {
-                Ok(Scopes(Some(v)))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Scopes, E> {
-                Ok(Scopes(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scopes, A::Error> {
-                let mut out = String::new();
-                while let Some(scope) = seq.next_element::<String>()? {
-                    // A scope-token has no spaces (RFC 6749 §3.3): an element
-                    // with one would read as two scopes once joined.
-                    if scope.is_empty() || scope.contains(' ') {
-                        return Err(de::Error::custom(
-                            "a scope in an array is empty or has a space",
-                        ));
-                    }
-                    if !out.is_empty() {
-                        out.push(' ');
-                    }
-                    out.push_str(&scope);
-                }
-                Ok(Scopes(Some(out)))
-            }
+            self.scopes.push(Text::new(self.payload, scope));
         }
-        deserializer.deserialize_any(ScopesVisitor)
+        Ok(true)
     }
 }
 
 /// `aud`: one string or an array of strings (RFC 7519 §4.1.3).
-struct Audiences(Vec<String>);
+struct AudiencesSeed<'s, 'de> {
+    payload: &'de str,
+    aud: &'s mut Texts,
+}
 
-impl<'de> de::Deserialize<'de> for Audiences {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct AudVisitor;
-        impl<'de> Visitor<'de> for AudVisitor {
-            type Value = Audiences;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or an array of strings")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Audiences, E> {
-                Ok(Audiences(vec![v.to_owned()]))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Audiences, A::Error> {
-                let mut out = Vec::new();
-                while let Some(aud) = seq.next_element::<String>()? {
-                    out.push(aud);
-                }
-                Ok(Audiences(out))
-            }
+impl<'de> DeserializeSeed<'de> for AudiencesSeed<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AudiencesSeed<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string or an array of strings")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<(), E> {
+        self.aud.push(Text::new(self.payload, Cow::Borrowed(v)));
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.aud.push(Text::Decoded(v.into()));
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(Name(aud)) = seq.next_element::<Name<'de>>()? {
+            self.aud.push(Text::new(self.payload, aud));
         }
-        deserializer.deserialize_any(AudVisitor)
+        Ok(())
     }
 }
 
@@ -322,17 +556,24 @@ impl<'de> de::Deserialize<'de> for Audiences {
 mod tests {
     use super::*;
 
+    fn auds(c: &Claims) -> Option<Vec<&str>> {
+        c.aud().map(Iterator::collect)
+    }
+
     #[test]
     fn parses_registered_claims() {
         let c = Claims::parse(
             br#"{"iss":"https://i","sub":"alice","aud":"api","exp":2000,"nbf":1000,"iat":999,"jti":"j1","scope":"read"}"#,
         )
         .expect("valid claims");
-        assert_eq!(c.iss.as_deref(), Some("https://i"));
-        assert_eq!(c.sub.as_deref(), Some("alice"));
-        assert_eq!(c.aud, Some(vec!["api".to_owned()]));
-        assert_eq!((c.exp, c.nbf, c.iat), (Some(2000), Some(1000), Some(999)));
-        assert_eq!(c.jti.as_deref(), Some("j1"));
+        assert_eq!(c.iss(), Some("https://i"));
+        assert_eq!(c.sub(), Some("alice"));
+        assert_eq!(auds(&c), Some(vec!["api"]));
+        assert_eq!(
+            (c.exp(), c.nbf(), c.iat()),
+            (Some(2000), Some(1000), Some(999))
+        );
+        assert_eq!(c.jti(), Some("j1"));
         assert!(c.has("scope") && c.has("iss") && !c.has("roles"));
     }
 
@@ -348,25 +589,20 @@ mod tests {
         assert_eq!(grants(&c), ["a", "b", "c"]);
         let c = Claims::parse(br#"{"scope":"","scp":[]}"#).expect("valid");
         assert_eq!(grants(&c), Vec::<String>::new());
-        assert_eq!(
-            Claims::parse(br#"{"sub":"x"}"#).expect("valid").scopes,
-            None
-        );
+        let c = Claims::parse(br#"{"sub":"x"}"#).expect("valid");
+        assert!(c.grants().next().is_none() && !c.has("scope") && !c.has("scp"));
         let c = Claims::parse(br#"{"scope":null}"#).expect("null is absent");
-        assert!(c.scopes.is_none() && !c.has("scope"));
+        assert!(c.grants().next().is_none() && !c.has("scope"));
         let c = Claims::parse(br#"{"azp":"web","client_id":"cli"}"#).expect("valid");
-        assert_eq!(
-            (c.azp.as_deref(), c.client_id.as_deref()),
-            (Some("web"), Some("cli"))
-        );
+        assert_eq!((c.azp(), c.client_id()), (Some("web"), Some("cli")));
     }
 
     #[test]
     fn aud_may_be_an_array() {
         let c = Claims::parse(br#"{"aud":["a","b"]}"#).expect("valid");
-        assert_eq!(c.aud, Some(vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!(auds(&c), Some(vec!["a", "b"]));
         let c = Claims::parse(br#"{"aud":[]}"#).expect("valid");
-        assert_eq!(c.aud, Some(vec![]));
+        assert_eq!(auds(&c), Some(vec![]));
     }
 
     #[test]
@@ -388,7 +624,7 @@ mod tests {
             Malformed::ClaimType("exp")
         );
         let c = Claims::parse(br#"{"exp":1500.9,"nbf":-1.5}"#).expect("fractions are allowed");
-        assert_eq!((c.exp, c.nbf), (Some(1500), Some(-2)));
+        assert_eq!((c.exp(), c.nbf()), (Some(1500), Some(-2)));
     }
 
     #[test]
@@ -428,6 +664,78 @@ mod tests {
                 Malformed::DuplicateMember(Part::Payload)
             );
         }
+    }
+
+    #[test]
+    fn escaped_strings_are_kept_decoded_and_lists_keep_their_order() {
+        let c = Claims::parse(
+            br#"{"iss":"https:\/\/i","sub":"al\u0069ce","aud":["a","b\u0021","c"],"scope":"x\ty"}"#,
+        )
+        .expect("valid");
+        assert_eq!(c.iss(), Some("https://i"));
+        assert_eq!(c.sub(), Some("alice"));
+        assert_eq!(auds(&c), Some(vec!["a", "b!", "c"]));
+        assert!(c.grants_scope("x\ty") && !c.grants_scope("x"));
+        let many: Vec<String> = (0..20).map(|i| format!("aud{i}")).collect();
+        let doc = serde_json::json!({ "aud": many, "scp": many }).to_string();
+        let c = Claims::parse(doc.as_bytes()).expect("valid");
+        assert_eq!(auds(&c), Some(many.iter().map(String::as_str).collect()));
+        assert_eq!(c.grants().collect::<Vec<_>>(), auds(&c).expect("aud"));
+    }
+
+    #[test]
+    fn scope_and_scp_keep_document_order() {
+        let c = Claims::parse(br#"{"scp":["b","c"],"other":1,"scope":"a"}"#).expect("valid");
+        assert_eq!(c.grants().collect::<Vec<_>>(), ["b", "c", "a"]);
+        assert!(c.has("scp") && c.has("scope") && c.has("other"));
+        let c = Claims::parse(br#"{"scp":[]}"#).expect("valid");
+        assert!(c.has("scp") && c.grants().next().is_none());
+    }
+
+    #[test]
+    fn custom_names_are_remembered_past_the_inline_list_and_when_escaped() {
+        let mut doc = serde_json::Map::new();
+        for i in 0..40 {
+            doc.insert(format!("claim{i}"), i.into());
+        }
+        doc.insert("gone".into(), serde_json::Value::Null);
+        let doc = serde_json::Value::Object(doc).to_string();
+        let c = Claims::parse(doc.as_bytes()).expect("valid");
+        assert!((0..40).all(|i| c.has(&format!("claim{i}"))));
+        assert!(!c.has("gone") && !c.has("claim40") && !c.has("iss"));
+        let c = Claims::parse(br#"{"t\u0065nant":"acme","x":[]}"#).expect("valid");
+        assert!(c.has("tenant") && c.has("x"));
+    }
+
+    #[test]
+    fn registered_duplicates_are_caught_also_when_escaped_or_null() {
+        for doc in [
+            &br#"{"iss":"a","\u0069ss":"a"}"#[..],
+            br#"{"scope":null,"scope":"a"}"#,
+            br#"{"scp":"a","scp":null}"#,
+            br#"{"aud":"a","sub":"s","aud":["a"]}"#,
+            br#"{"x":null,"x":null}"#,
+            br#"{"x":1,"y":2,"\u0078":3}"#,
+        ] {
+            assert_eq!(
+                Claims::parse(doc).unwrap_err(),
+                Malformed::DuplicateMember(Part::Payload),
+                "{}",
+                String::from_utf8_lossy(doc)
+            );
+        }
+    }
+
+    #[test]
+    fn the_payload_must_be_utf8_and_is_kept_as_given() {
+        assert_eq!(
+            Claims::parse(b"{\"sub\":\"\xc3\x28\"}").unwrap_err(),
+            Malformed::NotObject(Part::Payload)
+        );
+        let doc = br#" {"sub" : "a"} "#;
+        let c = Claims::parse(doc).expect("valid");
+        assert_eq!(c.payload(), doc);
+        assert_eq!(c.heap_bytes(), doc.len());
     }
 
     #[test]

@@ -12,6 +12,17 @@
 //!   implements no extension that may be critical) and so is `b64: false`;
 //! - `jku`, `x5u`, `jwk` and `x5c` are read past and never used: a token never
 //!   chooses its own key or where jwtd connects.
+//!
+//! Decisions (issue 14, the fixed cost per token; numbers in BENCHMARKS.md):
+//! - header and signature decode into stack buffers and `kid` and `typ` are
+//!   kept inline ([`HeaderText`], up to 64 bytes), so the only allocation
+//!   here is the payload, which a verified token keeps;
+//! - the dots are found with `memchr` (SIMD): 250 instructions for a
+//!   430-character HS256 token where core's char search cost 900;
+//! - base64 stays the `base64` crate (its strict engine below): it is now the
+//!   largest part of this step (~3,400 instructions per HS256 token), and a
+//!   SIMD decoder is the next lever, if it keeps rejecting padding,
+//!   whitespace and non-zero trailing bits.
 
 use std::cell::Cell;
 use std::fmt;
@@ -239,9 +250,65 @@ pub struct Header {
     /// The `alg` member, classified.
     pub alg: AlgName,
     /// The `kid` member, when present.
-    pub kid: Option<String>,
+    pub kid: Option<HeaderText>,
     /// The `typ` member, when present (compared as [`normalized_type`] says).
-    pub typ: Option<String>,
+    pub typ: Option<HeaderText>,
+}
+
+/// Header strings up to this many bytes are kept inline: every kid in
+/// common use (a JWK thumbprint is 43 characters, a UUID 36) and every `typ`.
+const INLINE_HEADER_TEXT: usize = 64;
+
+/// A header string (`kid`, `typ`): inline when short, so the header of a
+/// typical token costs no allocation; on the heap beyond
+/// [`INLINE_HEADER_TEXT`] bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HeaderText(HeaderTextRepr);
+
+#[derive(Clone, PartialEq, Eq)]
+enum HeaderTextRepr {
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_HEADER_TEXT],
+    },
+    Heap(Box<str>),
+}
+
+impl HeaderText {
+    fn new(text: &str) -> Self {
+        match u8::try_from(text.len()) {
+            Ok(len) if text.len() <= INLINE_HEADER_TEXT => {
+                let mut bytes = [0; INLINE_HEADER_TEXT];
+                bytes[..text.len()].copy_from_slice(text.as_bytes());
+                Self(HeaderTextRepr::Inline { len, bytes })
+            }
+            _ => Self(HeaderTextRepr::Heap(text.into())),
+        }
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // Copied whole from a `&str`, so always UTF-8.
+            HeaderTextRepr::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            HeaderTextRepr::Heap(text) => text,
+        }
+    }
+}
+
+impl std::ops::Deref for HeaderText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for HeaderText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
 }
 
 /// A compact JWS split into its parts, with header and signature decoded.
@@ -271,17 +338,21 @@ pub fn normalized_type(typ: &str) -> String {
 
 /// Splits and decodes a compact JWS. Does no cryptography.
 pub fn parse_compact(token: &str) -> Result<Compact<'_>, Malformed> {
-    let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        let count = token.split('.').count();
+    let mut dots = memchr::memchr_iter(b'.', token.as_bytes());
+    let (Some(first), Some(second), None) = (dots.next(), dots.next(), dots.next()) else {
+        let count = memchr::memchr_iter(b'.', token.as_bytes()).count() + 1;
         return Err(if count == 5 {
             Malformed::Jwe
         } else {
             Malformed::Parts(count)
         });
     };
+    // A '.' is ASCII, so these are character boundaries.
+    let (h, p, s) = (
+        &token[..first],
+        &token[first + 1..second],
+        &token[second + 1..],
+    );
     // Header and signature decode into stack buffers: only the payload,
     // which a verified token keeps, is allocated.
     let mut buf = [0u8; 512];
@@ -376,16 +447,16 @@ impl<'de> Visitor<'de> for HeaderSeed<'_> {
                     alg = Some(AlgName::classify(&value));
                 }
                 "kid" => {
-                    kid = Some(
-                        map.next_value::<String>()
-                            .map_err(|_: A::Error| self.fail(Malformed::Kid))?,
-                    )
+                    let Name(value) = map
+                        .next_value::<Name<'_>>()
+                        .map_err(|_: A::Error| self.fail(Malformed::Kid))?;
+                    kid = Some(HeaderText::new(&value));
                 }
                 "typ" => {
-                    typ = Some(
-                        map.next_value::<String>()
-                            .map_err(|_: A::Error| self.fail(Malformed::Typ))?,
-                    )
+                    let Name(value) = map
+                        .next_value::<Name<'_>>()
+                        .map_err(|_: A::Error| self.fail(Malformed::Typ))?;
+                    typ = Some(HeaderText::new(&value));
                 }
                 "crit" => return Err(self.fail(Malformed::Crit)),
                 "b64" => match map.next_value::<bool>() {
@@ -453,6 +524,19 @@ mod tests {
         assert_eq!(c.signature.as_bytes(), b"sig");
         let dot2 = t.rfind('.').expect("has dots");
         assert_eq!(c.signing_input, &t.as_bytes()[..dot2]);
+    }
+
+    #[test]
+    fn short_header_strings_stay_inline_and_long_ones_are_kept_whole() {
+        for kid in ["", "k", &"x".repeat(64), &"é".repeat(40), &"y".repeat(300)] {
+            let t = token(&format!(r#"{{"alg":"RS256","kid":"{kid}"}}"#), "{}");
+            let c = parse_compact(&t).expect("valid");
+            assert_eq!(c.header.kid.as_deref(), Some(kid));
+        }
+        let t = token(r#"{"alg":"RS256","typ":"a\u0074+jwt"}"#, "{}");
+        let c = parse_compact(&t).expect("valid");
+        assert_eq!(c.header.typ.as_deref(), Some("at+jwt"));
+        assert_eq!(format!("{:?}", c.header.typ), r#"Some("at+jwt")"#);
     }
 
     #[test]

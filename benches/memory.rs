@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use jwtd::jose::Algorithm;
 use jwtd::keys::{KeySet, Origin};
-use jwtd::memo::{Memo, digest_of, valid_until};
+use jwtd::memo::{Memo, valid_until};
 use jwtd::mint::Signer;
 use jwtd::policy::{IssuerPolicy, KeyState, Narrowing, Trust, TrustedIssuer};
+use jwtd::runtime::token_key::TokenHasher;
 use jwtd::verify::{Authenticated, UnixTime, authenticate};
 use serde_json::json;
 
@@ -53,6 +54,7 @@ fn main() {
             .unwrap()
     };
     println!("token length: {} bytes", token(0).len());
+    let hasher = TokenHasher::new();
     for n in [100_000usize, 1_000_000] {
         let memo: Memo<Arc<Authenticated>> = Memo::new(n, usize::MAX);
         let before = resident_bytes();
@@ -61,7 +63,13 @@ fn main() {
             let auth = authenticate(&t, &trust, &narrowing).unwrap();
             let until = valid_until(now, auth.claims().exp(), 60, 300);
             let heap = auth.heap_bytes();
-            memo.insert(digest_of(&t), Arc::new(auth), now, until, heap);
+            memo.insert(
+                &hasher.key(&t).to_owned_key(),
+                Arc::new(auth),
+                now,
+                until,
+                heap,
+            );
         }
         let after = resident_bytes();
         println!(

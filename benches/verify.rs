@@ -4,7 +4,7 @@
 //! - `verify/raw/<ALG>`: aws-lc-rs verifying the same signing input with a
 //!   pre-parsed key (the floor);
 //! - `verify/cold/<ALG>`: jwtd's whole per-token path, memo off;
-//! - `verify/memo_hit/<ALG>`: the same token again, memo on (SHA-256, lookup,
+//! - `verify/memo_hit/<ALG>`: the same token again, memo on (keyed hash, lookup,
 //!   the cheap checks, and the wire result);
 //! - `verify/jsonwebtoken/<ALG>`: the jsonwebtoken crate's decode with the
 //!   same key and an equivalent Validation;
@@ -42,12 +42,12 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use jwtd::audit::{Api, Audit, AuditedCall};
 use jwtd::clock::{Clock, SystemClock};
-use jwtd::config::{AuditConfig, AuditMode, Limits};
+use jwtd::config::{AuditConfig, AuditMode};
 use jwtd::engine::{CancelToken, Engine};
 use jwtd::grpc::result_of;
-use jwtd::memo::digest_of;
 use jwtd::policy::Narrowing;
 use jwtd::registry::Registry;
+use jwtd::runtime::token_key::TokenHasher;
 use jwtd::verify::verify;
 use serde_json::Value;
 
@@ -55,12 +55,6 @@ mod common;
 use common::*;
 
 const ALGS: [&str; 5] = ["RS256", "PS256", "ES256", "EdDSA", "HS256"];
-
-const LIMITS: Limits = Limits {
-    max_batch: 4096,
-    max_token_bytes: 8192,
-    max_pending_tokens: None,
-};
 
 fn engine(memo: bool) -> Arc<Engine> {
     let config = engine_config(memo);
@@ -151,9 +145,14 @@ fn per_token(c: &mut Criterion) {
         .unwrap();
         group.bench_function(BenchmarkId::new("memo_hit", alg), |b| {
             b.iter(|| {
-                let digest = digest_of(black_box(&token));
                 let result = warm
-                    .answer_from_memo(&digest, &snapshot.trust, &narrowing, now, &result_of)
+                    .answer_from_memo(
+                        black_box(&token),
+                        &snapshot.trust,
+                        &narrowing,
+                        now,
+                        &result_of,
+                    )
                     .unwrap();
                 assert!(result.cached);
                 result
@@ -287,11 +286,18 @@ fn batches(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("insert_evict", threads), |b| {
             let full: jwtd::memo::Memo<u64> = jwtd::memo::Memo::new(1024, usize::MAX);
             let now = jwtd::verify::UnixTime(0);
+            let hasher = TokenHasher::new();
             for n in 0..1024u64 {
-                full.insert(digest_of(&n.to_string()), n, now, i64::MAX, 0);
+                full.insert(
+                    &hasher.key(&n.to_string()).to_owned_key(),
+                    n,
+                    now,
+                    i64::MAX,
+                    0,
+                );
             }
             let keys: Vec<_> = (0..65_536u64)
-                .map(|n| digest_of(&format!("k{n}")))
+                .map(|n| hasher.key(&format!("k{n}")).to_owned_key())
                 .collect();
             b.iter_custom(|iters| {
                 let per_thread = iters / threads;
@@ -301,7 +307,7 @@ fn batches(c: &mut Criterion) {
                         let (full, keys) = (&full, &keys);
                         s.spawn(move || {
                             for n in 0..per_thread {
-                                let k = keys[((n * threads + t) % 65_536) as usize];
+                                let k = &keys[((n * threads + t) % 65_536) as usize];
                                 full.insert(k, n, now, i64::MAX, 0);
                             }
                         });
@@ -315,7 +321,6 @@ fn batches(c: &mut Criterion) {
     let snapshot = warm.registry().snapshot();
     let narrowing = Narrowing::default();
     let now = SystemClock.now();
-    let digests: Vec<_> = tokens.iter().map(|t| digest_of(t)).collect();
     for threads in [1u64, 2] {
         group.bench_function(BenchmarkId::new("hit_hot", threads), |b| {
             b.iter_custom(|iters| {
@@ -323,16 +328,14 @@ fn batches(c: &mut Criterion) {
                 let start = Instant::now();
                 std::thread::scope(|s| {
                     for t in 0..threads {
-                        let (warm, snapshot, narrowing, tokens, digests) =
-                            (&warm, &snapshot, &narrowing, &tokens, &digests);
+                        let (warm, snapshot, narrowing, tokens) =
+                            (&warm, &snapshot, &narrowing, &tokens);
                         s.spawn(move || {
                             for n in 0..per_thread {
                                 let i = ((n + t * 512) % 1024) as usize;
-                                let digest = digest_of(black_box(&tokens[i]));
-                                debug_assert_eq!(digest, digests[i]);
                                 black_box(
                                     warm.answer_from_memo(
-                                        &digest,
+                                        black_box(&tokens[i]),
                                         &snapshot.trust,
                                         narrowing,
                                         now,
@@ -372,8 +375,9 @@ fn overload(c: &mut Criterion) {
     use jwtd::runtime::admission::Admission;
     use jwtd::runtime::inflight::{InFlight, Join};
 
+    let hasher = TokenHasher::new();
     let digests: Vec<_> = (0..65_536u64)
-        .map(|n| digest_of(&format!("t{n}")))
+        .map(|n| hasher.key(&format!("t{n}")).to_owned_key())
         .collect();
     let mut group = c.benchmark_group("inflight");
     for threads in [1u64, 2] {
@@ -382,7 +386,7 @@ fn overload(c: &mut Criterion) {
             let value = Arc::new(7u64);
             b.iter_custom(|iters| {
                 threaded(threads, iters, |t, n| {
-                    let d = digests[((n * threads + t) % 65_536) as usize];
+                    let d = &digests[((n * threads + t) % 65_536) as usize];
                     match table.join(black_box(d)) {
                         Join::Lead(lead) => lead.settle(Some(Arc::clone(&value))),
                         Join::Follow(_) => unreachable!("every token is new"),

@@ -2,7 +2,8 @@
 //! callgrind (deterministic where wall-clock benches on a shared machine are
 //! not): `valgrind --tool=callgrind target/release/examples/instructions ALG PATH N`
 //! with ALG one of RS256, PS256, ES256, EdDSA, HS256 and PATH one of raw,
-//! cold, jsonwebtoken. Subtract a run with N = 0. The keys, token and peer
+//! cold, hit (a memo hit rendered as the full wire result), hit_status (a
+//! memo hit rendered as VIEW_STATUS_ONLY), jsonwebtoken. Subtract a run with N = 0. The keys, token and peer
 //! setup are the benches' own (`benches/common`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -43,6 +44,49 @@ fn main() {
                     UnixTime(1_700_000_000),
                 )
                 .unwrap();
+            }
+        }
+        "hit" | "hit_status" => {
+            use jwtd::engine::{CancelToken, Engine};
+            use jwtd::grpc::{Renderer, View, result_of};
+            use jwtd::registry::Registry;
+            use std::sync::Arc;
+            let engine = Arc::new(
+                Engine::new(
+                    Registry::fixed(trust(), LIMITS),
+                    Arc::new(jwtd::clock::SystemClock),
+                    engine_config(true),
+                )
+                .unwrap(),
+            );
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(engine.verify_batch(
+                Arc::new(vec![token.clone()]),
+                Arc::new(Narrowing::default()),
+                CancelToken::default(),
+                result_of,
+            ))
+            .unwrap();
+            let snapshot = engine.registry().snapshot();
+            let narrowing = Narrowing::default();
+            let now = jwtd::clock::Clock::now(&jwtd::clock::SystemClock);
+            let view = if path == "hit" {
+                View::Full
+            } else {
+                View::StatusOnly
+            };
+            let renderer = Renderer::new(view, false);
+            let render =
+                move |outcome: Result<jwtd::verify::Verified<'_>, &jwtd::verify::Rejection>,
+                      cached: bool| renderer.render(outcome, cached);
+            for _ in 0..n {
+                let mut result = engine
+                    .answer_from_memo(black_box(&token), &snapshot.trust, &narrowing, now, &render)
+                    .unwrap();
+                renderer.trim(std::slice::from_mut(&mut result));
+                black_box(result);
             }
         }
         _ => {

@@ -84,6 +84,13 @@ pub fn claims(iss: &str, n: usize) -> Map<String, Value> {
 }
 
 /// The engine's defaults, or with both memos off (every token a full check).
+/// Limits roomy enough for every bench batch.
+pub const LIMITS: jwtd::config::Limits = jwtd::config::Limits {
+    max_batch: 4096,
+    max_token_bytes: 8192,
+    max_pending_tokens: None,
+};
+
 pub fn engine_config(memo: bool) -> jwtd::engine::EngineConfig {
     let defaults = jwtd::engine::EngineConfig::default();
     if memo {

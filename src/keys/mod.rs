@@ -241,7 +241,9 @@ static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug)]
 pub struct KeySet {
     keys: Vec<Arc<Key>>,
-    by_kid: HashMap<String, usize>,
+    /// foldhash, not SipHash: looked up on every cold token and memo hit,
+    /// and its keys come from the issuer's JWK Set, not from tokens.
+    by_kid: HashMap<String, usize, foldhash::fast::RandomState>,
     version: u64,
 }
 

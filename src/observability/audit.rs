@@ -202,7 +202,7 @@ fn valid_event(api: Api, caller: &str, token: &str, result: &pb::VerifyResult, t
         (c.issuer.as_str(), c.subject.as_str(), c.jwt_id.as_str())
     });
     let token_id: Cow<'_, str> = if jti.is_empty() {
-        Cow::Owned(format!("sha256:{}", digest_prefix(token)))
+        Cow::Owned(format!("sha256:{}", super::token_fingerprint(token)))
     } else {
         Cow::Owned(format!("jti:{jti}"))
     };
@@ -221,16 +221,6 @@ fn valid_event(api: Api, caller: &str, token: &str, result: &pb::VerifyResult, t
         suppressed = 0_u64,
         "token accepted"
     );
-}
-
-/// Hex of the first 8 bytes of the token's SHA-256.
-fn digest_prefix(token: &str) -> String {
-    use std::fmt::Write as _;
-    let digest = crate::runtime::memo::digest_of(token);
-    digest[..8].iter().fold(String::new(), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
 }
 
 /// Who made a call, for the trail: the identity, else the peer address.
@@ -399,7 +389,10 @@ mod tests {
         assert_eq!(f(2, "trace_id"), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(f(0, "cached"), true);
         assert_eq!(f(1, "cached"), false);
-        let id = format!("sha256:{}", digest_prefix(&tokens[1]));
+        let id = format!(
+            "sha256:{}",
+            crate::observability::token_fingerprint(&tokens[1])
+        );
         assert_eq!(f(1, "token_id"), id.as_str());
         assert_eq!(id.len(), "sha256:".len() + 16);
         assert_eq!(f(2, "status"), "STATUS_ISSUER_NOT_TRUSTED");

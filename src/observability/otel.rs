@@ -49,7 +49,6 @@ use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::observability::telemetry;
-use crate::runtime::memo;
 use crate::verifier::jose;
 use crate::verifier::policy::Trust;
 
@@ -796,8 +795,7 @@ pub fn token_facts(token: &str, trust: &Trust) -> TokenFacts {
     struct Iss {
         iss: Option<String>,
     }
-    let digest = memo::digest_of(token);
-    let digest = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let digest = super::token_fingerprint(token);
     let parsed = (token.len() <= trust.max_token_bytes())
         .then(|| jose::parse_compact(token).ok())
         .flatten();

@@ -8,12 +8,15 @@
 //! - **rayon pool, sized to the cores**, for signature checks: CPU work never
 //!   runs on tokio's reactor threads. Each chunk of misses is one `par_iter`,
 //!   so every core works on a large batch; the async task awaits oneshots.
-//! - **Memo hits never leave the calling task**: a hit is a SHA-256 and a
-//!   lookup (about 1 µs), cheaper than any hand-off. Misses go to the pool in
+//! - **Memo hits never leave the calling task**: a hit is a fast keyed hash,
+//!   a lookup and a compare (well under 1 µs), cheaper than any hand-off.
+//!   The hash is computed once per token and serves the memo, the negative
+//!   memo, the duplicate check and the in-flight table
+//!   ([`crate::runtime::token_key`]). Misses go to the pool in
 //!   chunks of 64 distinct tokens as the scan finds them, so signature checks
 //!   start while the rest of a large batch is still being hashed (measured:
 //!   the scan took ~0.9 ms of a 1024-token cold batch before the pool began).
-//! - **Duplicates**: identical tokens in one batch (same SHA-256) are checked
+//! - **Duplicates**: identical tokens in one batch (same bytes) are checked
 //!   once; the copies are rendered from the first one's outcome.
 //! - **Cancellation**: the caller's [`CancelToken`] is flipped when its RPC
 //!   is dropped (deadline passed or client gone); pool workers check it per
@@ -70,7 +73,8 @@ use crate::observability::{otel, telemetry};
 use crate::revocation::Revocations;
 use crate::runtime::admission::{Admission, Reservation, Shed};
 use crate::runtime::inflight::{Follower, InFlight, Join, Lead};
-use crate::runtime::memo::{self, Digest, Memo};
+use crate::runtime::memo::{self, Memo};
+use crate::runtime::token_key::{KeyedHasher, TokenHasher, TokenKey, TokenRef};
 use crate::verifier::clock::Clock;
 use crate::verifier::policy::{Narrowing, Trust};
 use crate::verifier::verify::{
@@ -177,7 +181,7 @@ const COST_SAMPLE_EVERY: u32 = 8;
 /// One distinct token that missed the memo, at its first index in the batch.
 #[derive(Debug)]
 struct Work {
-    digest: Digest,
+    key: TokenKey,
     index: usize,
     /// Set when this call leads the token's check for every call. Only a
     /// pool job holds a lead, never an await, so a lead always settles.
@@ -185,12 +189,8 @@ struct Work {
 }
 
 impl Work {
-    fn new(digest: Digest, index: usize, lead: Option<Lead<Shared>>) -> Self {
-        Self {
-            digest,
-            index,
-            lead,
-        }
+    fn new(key: TokenKey, index: usize, lead: Option<Lead<Shared>>) -> Self {
+        Self { key, index, lead }
     }
 }
 
@@ -281,6 +281,8 @@ fn place<R>(results: &mut [Option<R>], rendered: Vec<(usize, R)>) {
 pub struct Engine {
     registry: Arc<Registry>,
     clock: Arc<dyn Clock>,
+    /// Finds tokens in the memos and the other tables.
+    hasher: TokenHasher,
     memo: Memo<Arc<Authenticated>>,
     negative: Memo<Arc<Negative>>,
     config: EngineConfig,
@@ -317,6 +319,7 @@ impl Engine {
         Ok(Engine {
             registry,
             clock,
+            hasher: TokenHasher::new(),
             memo: Memo::new(config.memo_entries, config.memo_max_bytes),
             negative: Memo::new(config.negative_entries, config.memo_max_bytes / 16),
             config,
@@ -385,13 +388,25 @@ impl Engine {
     /// `render(outcome, cached = true)`. `None` is a miss.
     pub fn answer_from_memo<R>(
         &self,
-        digest: &Digest,
+        token: &str,
         trust: &Trust,
         narrowing: &Narrowing,
         now: UnixTime,
         render: &impl Fn(Result<Verified<'_>, &Rejection>, bool) -> R,
     ) -> Option<R> {
-        let hit = self.memo.with_hit(digest, now, |auth| {
+        self.answer_keyed(&self.hasher.key(token), trust, narrowing, now, render)
+    }
+
+    /// [`Engine::answer_from_memo`] for a token already hashed.
+    fn answer_keyed<R>(
+        &self,
+        key: &TokenRef<'_>,
+        trust: &Trust,
+        narrowing: &Narrowing,
+        now: UnixTime,
+        render: &impl Fn(Result<Verified<'_>, &Rejection>, bool) -> R,
+    ) -> Option<R> {
+        let hit = self.memo.with_hit(key, now, |auth| {
             auth.is_current(trust)
                 .then(|| render_admitted(auth, &self.revocations, narrowing, now, true, render))
         });
@@ -399,7 +414,7 @@ impl Engine {
             return Some(result);
         }
         self.negative
-            .with_hit(digest, now, |negative| {
+            .with_hit(key, now, |negative| {
                 negative
                     .recheck(trust, narrowing)
                     .map(|rejection| render(Err(&rejection), true))
@@ -585,7 +600,7 @@ impl Engine {
             pool_span: tracing::Span::none(),
         };
         // First index of every distinct miss; later copies take its result.
-        let mut seen: HashMap<Digest, usize, memo::DigestHasher> = HashMap::default();
+        let mut seen: HashMap<TokenRef<'_>, usize, KeyedHasher> = HashMap::default();
         // Misses go to the pool in chunks while this scan goes on, so the
         // cores start on signatures before the batch is fully hashed.
         let mut chunk: Vec<Work> = Vec::new();
@@ -602,33 +617,30 @@ impl Engine {
                     .push(Some((job.render)(Err(&too_large), false)));
                 continue;
             }
-            let digest = memo::digest_of(token);
-            if let Some(result) = self.answer_from_memo(
-                &digest,
-                &snapshot.trust,
-                &job.narrowing,
-                job.now,
-                &job.render,
-            ) {
+            let key = self.hasher.key(token);
+            if let Some(result) =
+                self.answer_keyed(&key, &snapshot.trust, &job.narrowing, job.now, &job.render)
+            {
                 scan.hits += 1;
                 scan.results.push(Some(result));
                 continue;
             }
             scan.results.push(None);
-            match seen.entry(digest) {
+            match seen.entry(key) {
                 Entry::Occupied(first) => scan.duplicates.push((i, *first.get())),
                 Entry::Vacant(slot) => {
                     slot.insert(i);
-                    match self.inflight.join(digest) {
+                    let owned = key.to_owned_key();
+                    match self.inflight.join(&owned) {
                         Join::Follow(follower) => {
-                            scan.follows.push((Work::new(digest, i, None), follower));
+                            scan.follows.push((Work::new(owned, i, None), follower));
                         }
                         Join::Lead(lead) => {
                             // A lead that settled between this token's memo
                             // miss above and the join wrote the memo first:
                             // look once more, or the token is checked twice.
-                            if let Some(result) = self.answer_from_memo(
-                                &digest,
+                            if let Some(result) = self.answer_keyed(
+                                &key,
                                 &snapshot.trust,
                                 &job.narrowing,
                                 job.now,
@@ -636,12 +648,12 @@ impl Engine {
                             ) {
                                 drop(lead);
                                 // Later copies then find the memo themselves.
-                                seen.remove(&digest);
+                                seen.remove(&key);
                                 scan.hits += 1;
                                 scan.results[i] = Some(result);
                                 continue;
                             }
-                            chunk.push(Work::new(digest, i, Some(lead)));
+                            chunk.push(Work::new(owned, i, Some(lead)));
                             if chunk.len() == POOL_CHUNK {
                                 self.hand_off(
                                     snapshot,
@@ -819,7 +831,7 @@ impl Engine {
                 if until > now.0 {
                     let bytes = auth.heap_bytes();
                     self.memo
-                        .insert(work.digest, Arc::clone(&auth), now, until, bytes);
+                        .insert(&work.key, Arc::clone(&auth), now, until, bytes);
                 }
                 if let Some(lead) = work.lead.take() {
                     lead.settle(Some(Ok(Arc::clone(&auth))));
@@ -847,7 +859,7 @@ impl Engine {
                 if let Some(negative) = &negative {
                     let until = now.0.saturating_add(self.config.negative_ttl_seconds);
                     self.negative
-                        .insert(work.digest, Arc::clone(negative), now, until, 0);
+                        .insert(&work.key, Arc::clone(negative), now, until, 0);
                 }
                 if let Some(lead) = work.lead.take() {
                     lead.settle(negative.map(Err));

@@ -1,5 +1,6 @@
 //! One signature check for a token that several calls bring at once: the
-//! table of tokens being checked right now, keyed by digest. The first call
+//! table of tokens being checked right now, keyed by the token
+//! ([`TokenKey`]). The first call
 //! to miss the memo on a token *leads* (it checks); calls that miss on the
 //! same token while it is being checked *follow* and are handed the
 //! leader's outcome. After a user logs in, the burst of fan-out requests
@@ -32,7 +33,7 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use tokio::sync::watch;
 
-use crate::runtime::memo::{Digest, DigestHasher};
+use crate::runtime::token_key::{KeyedHasher, TokenKey};
 
 /// The tokens being checked now. An entry gets a channel only when a second
 /// call joins: most cold tokens are brought by one call, and for them a
@@ -40,7 +41,7 @@ use crate::runtime::memo::{Digest, DigestHasher};
 /// have doubled that; measured in `benches/verify.rs`).
 #[derive(Debug)]
 pub struct InFlight<T> {
-    map: DashMap<Digest, Option<watch::Sender<Option<T>>>, DigestHasher>,
+    map: DashMap<TokenKey, Option<watch::Sender<Option<T>>>, KeyedHasher>,
 }
 
 /// What a call does about a token it missed the memo on.
@@ -56,7 +57,7 @@ pub enum Join<T> {
 #[derive(Debug)]
 pub struct Lead<T> {
     table: Arc<InFlight<T>>,
-    digest: Digest,
+    key: TokenKey,
     /// The entry is gone already (settled with an outcome).
     removed: bool,
 }
@@ -69,7 +70,7 @@ impl<T: Clone + Send + Sync> InFlight<T> {
     /// An empty table.
     pub fn new() -> Self {
         Self {
-            map: DashMap::with_hasher(DigestHasher::default()),
+            map: DashMap::with_hasher(KeyedHasher::default()),
         }
     }
 
@@ -83,9 +84,9 @@ impl<T: Clone + Send + Sync> InFlight<T> {
         self.map.is_empty()
     }
 
-    /// Leads the check of `digest`, or follows the call already leading it.
-    pub fn join(self: &Arc<Self>, digest: Digest) -> Join<T> {
-        match self.map.entry(digest) {
+    /// Leads the check of `key`, or follows the call already leading it.
+    pub fn join(self: &Arc<Self>, key: &TokenKey) -> Join<T> {
+        match self.map.entry(key.clone()) {
             Entry::Occupied(mut led) => {
                 let follower = match led.get() {
                     Some(tx) => tx.subscribe(),
@@ -101,7 +102,7 @@ impl<T: Clone + Send + Sync> InFlight<T> {
                 slot.insert(None);
                 Join::Lead(Lead {
                     table: Arc::clone(self),
-                    digest,
+                    key: key.clone(),
                     removed: false,
                 })
             }
@@ -123,7 +124,7 @@ impl<T> Lead<T> {
             return; // dropping `self` closes the channel, with no value
         };
         self.removed = true;
-        if let Some((_, Some(tx))) = self.table.map.remove(&self.digest) {
+        if let Some((_, Some(tx))) = self.table.map.remove(&self.key) {
             // Taken out with the entry, so no follower can join after this:
             // a call that misses the memo now leads a check of its own.
             tx.send_replace(Some(outcome));
@@ -136,7 +137,7 @@ impl<T> Drop for Lead<T> {
         // A channel removed here closes with no value: followers that
         // joined see it and check for themselves.
         if !self.removed {
-            self.table.map.remove(&self.digest);
+            self.table.map.remove(&self.key);
         }
     }
 }
@@ -155,27 +156,32 @@ impl<T: Clone> Follower<T> {
 mod tests {
     use super::*;
 
-    fn digest(n: u8) -> Digest {
-        [n; 32]
+    fn digest(n: u8) -> TokenKey {
+        let token = format!("token-{n}");
+        crate::runtime::token_key::TokenRef::with_hash(u64::from(n % 2), &token).to_owned_key()
     }
 
     #[tokio::test]
     async fn the_first_leads_and_the_others_get_its_outcome() {
         let table = Arc::new(InFlight::<u32>::new());
-        let Join::Lead(lead) = table.join(digest(1)) else {
+        let Join::Lead(lead) = table.join(&digest(1)) else {
             panic!("the first call leads");
         };
         let followers: Vec<_> = (0..3)
-            .map(|_| match table.join(digest(1)) {
+            .map(|_| match table.join(&digest(1)) {
                 Join::Follow(f) => f,
                 Join::Lead(_) => panic!("a second call follows"),
             })
             .collect();
         assert!(
-            matches!(table.join(digest(2)), Join::Lead(_)),
+            matches!(table.join(&digest(2)), Join::Lead(_)),
             "another token is led separately"
         );
-        assert_eq!(table.len(), 1, "the dropped lead of token 2 left no entry");
+        assert!(
+            matches!(table.join(&digest(3)), Join::Lead(_)),
+            "a token whose hash collides with token 1's is led separately"
+        );
+        assert_eq!(table.len(), 1, "the dropped leads left no entry");
         let waits = tokio::spawn(async move {
             let mut got = Vec::new();
             for f in followers {
@@ -187,7 +193,7 @@ mod tests {
         assert_eq!(waits.await.expect("joins"), [Some(7); 3]);
         assert!(table.is_empty(), "a settled lead leaves no entry");
         assert!(
-            matches!(table.join(digest(1)), Join::Lead(_)),
+            matches!(table.join(&digest(1)), Join::Lead(_)),
             "after the check, the next miss leads again"
         );
     }
@@ -195,10 +201,10 @@ mod tests {
     #[tokio::test]
     async fn a_lead_dropped_without_an_outcome_releases_its_followers() {
         let table = Arc::new(InFlight::<u32>::new());
-        let Join::Lead(lead) = table.join(digest(9)) else {
+        let Join::Lead(lead) = table.join(&digest(9)) else {
             panic!("leads");
         };
-        let Join::Follow(follower) = table.join(digest(9)) else {
+        let Join::Follow(follower) = table.join(&digest(9)) else {
             panic!("follows");
         };
         let wait = tokio::spawn(follower.outcome());
@@ -206,10 +212,10 @@ mod tests {
         assert_eq!(wait.await.expect("joins"), None);
         assert!(table.is_empty());
 
-        let Join::Lead(lead) = table.join(digest(9)) else {
+        let Join::Lead(lead) = table.join(&digest(9)) else {
             panic!("leads");
         };
-        let Join::Follow(follower) = table.join(digest(9)) else {
+        let Join::Follow(follower) = table.join(&digest(9)) else {
             panic!("follows");
         };
         lead.settle(None);

@@ -1,16 +1,20 @@
 //! The memo of verification results: the expensive, time-independent work
 //! for a token (structure, signature, parsed claims: an [`Authenticated`]),
-//! keyed by the SHA-256 of the whole token, so a token seen before costs one
-//! hash and one lookup. Bounded by entries and by bytes. Owns no policy: the
-//! caller runs the cheap checks (`verify::admit`) on every hit.
+//! keyed by the token itself ([`TokenKey`]), so a token seen before costs
+//! one fast hash, one lookup and one compare. Bounded by entries and by
+//! bytes. Owns no policy: the caller runs the cheap checks
+//! (`verify::admit`) on every hit.
+//!
+//! [`Authenticated`]: crate::verifier::verify::Authenticated
 //!
 //! Decisions, and the numbers behind them (BENCHMARKS.md has the runs):
-//! - **Keyed by SHA-256 of the token** (aws-lc-rs, about 0.4 µs for a
-//!   650-byte token here). A non-cryptographic hash alone must never decide
-//!   that two tokens are the same: a collision would turn a forged token into
-//!   a VALID one. The map's own bucket hash over the digest can be fast
-//!   (`DigestHasher` takes 8 bytes of it) since the digest is already
-//!   uniform and attackers cannot choose SHA-256 outputs.
+//! - **Keyed by the token's exact bytes**, found through a keyed fast hash
+//!   ([`crate::runtime::token_key`] has the security argument). Until issue
+//!   14 the key was the token's SHA-256 (~0.58 µs for a 650-byte token, most
+//!   of a hit); now a hit is a foldhash pass and a memcmp, and no collision
+//!   of any hash can make one token another's hit. The entry holds the
+//!   token (shared with its eviction-queue slot), accounted in the byte
+//!   bound.
 //! - **papaya for the table.** Its reads are lock-free and write nothing
 //!   shared (seize epochs are per thread), so hits scale across cores. A
 //!   dashmap read takes a shard read-lock whose counter is a shared cache
@@ -18,11 +22,11 @@
 //!   the issue measured 0.39× for a hot set). Hits also must not clone the
 //!   entry's `Arc` (its count is a shared line): callers get a borrow inside
 //!   [`Memo::with_hit`].
-//! - **CLOCK eviction** (second chance): inserts append the digest to a FIFO
+//! - **CLOCK eviction** (second chance): inserts append the key to a FIFO
 //!   under a mutex (inserts follow a signature check worth ≥ 15 µs, so the
 //!   lock is cheap by comparison); a hit sets the entry's `referenced` flag
 //!   only when it is clear, so a hot entry's line is written once, not per
-//!   hit. When over a bound, the hand pops the oldest digest: referenced
+//!   hit. When over a bound, the hand pops the oldest key: referenced
 //!   entries get their flag cleared and go to the back; others (and expired
 //!   ones) are removed. Each insert does a bounded amount of eviction work
 //!   ([`EVICTION_STEPS`]); when every entry the hand passed was referenced,
@@ -47,52 +51,12 @@
 //!   `memo_max_ttl_seconds`; an expired entry is a miss.
 
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use aws_lc_rs::digest;
-
 use crate::runtime::sync::lock;
+use crate::runtime::token_key::{KeyedHasher, TokenKey, TokenRef};
 use crate::verifier::verify::UnixTime;
-
-/// The SHA-256 of a whole token.
-pub type Digest = [u8; 32];
-
-/// The memo key of `token`.
-pub fn digest_of(token: &str) -> Digest {
-    let d = digest::digest(&digest::SHA256, token.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
-}
-
-/// Bucket hashing for keys that are already SHA-256 digests.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // A digest hashes as a length prefix (usize) then its 32 bytes; keep
-        // 8 bytes of the digest itself.
-        if bytes.len() >= 8 {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&bytes[..8]);
-            self.0 ^= u64::from_le_bytes(word);
-        }
-    }
-    fn write_usize(&mut self, _: usize) {}
-}
-
-impl BuildHasher for DigestHasher {
-    type Hasher = DigestHasher;
-    fn build_hasher(&self) -> DigestHasher {
-        DigestHasher(0)
-    }
-}
 
 struct Entry<V> {
     value: V,
@@ -102,12 +66,15 @@ struct Entry<V> {
     bytes: usize,
 }
 
-type MapRef<'a, V> = papaya::HashMapRef<'a, Digest, Entry<V>, DigestHasher, papaya::LocalGuard<'a>>;
+type MapRef<'a, V> =
+    papaya::HashMapRef<'a, TokenKey, Entry<V>, KeyedHasher, papaya::LocalGuard<'a>>;
 
-/// A bounded, concurrent map from token digest to `V`.
+/// A bounded, concurrent map from token to `V`.
 pub struct Memo<V> {
-    map: papaya::HashMap<Digest, Entry<V>, DigestHasher>,
-    queue: Mutex<VecDeque<Digest>>,
+    map: papaya::HashMap<TokenKey, Entry<V>, KeyedHasher>,
+    /// Insertion order for the CLOCK hand; each slot shares its entry's
+    /// token.
+    queue: Mutex<VecDeque<TokenKey>>,
     max_entries: usize,
     max_bytes: usize,
     /// Entries in `map`, exact (see the module docs).
@@ -116,9 +83,10 @@ pub struct Memo<V> {
     evictions: AtomicUsize,
 }
 
-/// Per-entry bytes beyond the value's own heap: the digest, the entry, and
-/// the table and queue slots (papaya allocates each entry separately).
-pub const ENTRY_OVERHEAD: usize = 32 + 64 + 16 + 32;
+/// Per-entry bytes beyond the value's own heap and the token's: the key,
+/// the entry, and the table and queue slots (papaya allocates each entry
+/// separately).
+pub const ENTRY_OVERHEAD: usize = 24 + 64 + 16 + 24;
 
 /// Most eviction steps one insert performs.
 const EVICTION_STEPS: usize = 16;
@@ -129,7 +97,7 @@ impl<V: Send + Sync> Memo<V> {
     pub fn new(max_entries: usize, max_bytes: usize) -> Self {
         Self {
             map: papaya::HashMap::builder()
-                .hasher(DigestHasher::default())
+                .hasher(KeyedHasher::default())
                 .capacity(max_entries.min(1 << 16))
                 .build(),
             queue: Mutex::new(VecDeque::new()),
@@ -146,11 +114,11 @@ impl<V: Send + Sync> Memo<V> {
         self.max_entries > 0
     }
 
-    /// Calls `f` with the entry for `digest` when it exists and has not
+    /// Calls `f` with the entry for `key` when it exists and has not
     /// expired at `now`; the borrow lasts only for the call.
     pub fn with_hit<R>(
         &self,
-        digest: &Digest,
+        key: &TokenRef<'_>,
         now: UnixTime,
         f: impl FnOnce(&V) -> R,
     ) -> Option<R> {
@@ -158,7 +126,7 @@ impl<V: Send + Sync> Memo<V> {
             return None;
         }
         let map = self.map.pin();
-        let entry = map.get(digest)?;
+        let entry = map.get(key)?;
         if now.0 >= entry.valid_until {
             return None;
         }
@@ -168,12 +136,13 @@ impl<V: Send + Sync> Memo<V> {
         Some(f(&entry.value))
     }
 
-    /// Stores `value` for `digest` until `valid_until` (seconds since the
-    /// epoch), holding about `heap_bytes` bytes of heap, then evicts while
-    /// over a bound (expired entries first, as the hand passes them).
+    /// Stores `value` for `key` until `valid_until` (seconds since the
+    /// epoch), the value holding about `heap_bytes` bytes of heap, then
+    /// evicts while over a bound (expired entries first, as the hand passes
+    /// them).
     pub fn insert(
         &self,
-        digest: Digest,
+        key: &TokenKey,
         value: V,
         now: UnixTime,
         valid_until: i64,
@@ -182,7 +151,7 @@ impl<V: Send + Sync> Memo<V> {
         if !self.enabled() {
             return;
         }
-        let bytes = heap_bytes + ENTRY_OVERHEAD + std::mem::size_of::<V>();
+        let bytes = heap_bytes + key.heap_bytes() + ENTRY_OVERHEAD + std::mem::size_of::<V>();
         let entry = Entry {
             value,
             valid_until,
@@ -190,41 +159,41 @@ impl<V: Send + Sync> Memo<V> {
             bytes,
         };
         let map = self.map.pin();
-        match map.insert(digest, entry) {
+        match map.insert(key.clone(), entry) {
             Some(old) => {
                 self.bytes.fetch_sub(old.bytes, Ordering::Relaxed);
             }
             None => {
                 self.entries.fetch_add(1, Ordering::Relaxed);
-                lock(&self.queue).push_back(digest);
+                lock(&self.queue).push_back(key.clone());
             }
         }
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.evict(now, &digest);
+        self.evict(now, key);
     }
 
     /// Evicts while over a bound (at most a bounded number of steps), and
     /// removes entries that have expired at `now` when the hand passes them.
     /// `newcomer` is the entry just inserted.
-    fn evict(&self, now: UnixTime, newcomer: &Digest) {
+    fn evict(&self, now: UnixTime, newcomer: &TokenKey) {
         let map = self.map.pin();
         let mut queue = lock(&self.queue);
         for _ in 0..EVICTION_STEPS {
             if !self.over() {
                 return;
             }
-            let Some(digest) = queue.pop_front() else {
+            let Some(key) = queue.pop_front() else {
                 return;
             };
-            let Some(entry) = map.get(&digest) else {
+            let Some(entry) = map.get(&key) else {
                 continue;
             };
             if entry.referenced.load(Ordering::Relaxed) && now.0 < entry.valid_until {
                 entry.referenced.store(false, Ordering::Relaxed);
-                queue.push_back(digest);
+                queue.push_back(key);
                 continue;
             }
-            self.remove(&map, &digest);
+            self.remove(&map, &key);
         }
         // Still over after the bounded steps: every entry the hand passed was
         // hit since it last passed. The newcomer, not yet hit, yields (its
@@ -239,10 +208,10 @@ impl<V: Send + Sync> Memo<V> {
         // Still over (the newcomer was hit already, or a concurrent insert
         // overtook it): drop the oldest outright so the bound holds.
         while self.over() {
-            let Some(digest) = queue.pop_front() else {
+            let Some(key) = queue.pop_front() else {
                 return;
             };
-            self.remove(&map, &digest);
+            self.remove(&map, &key);
         }
     }
 
@@ -250,9 +219,9 @@ impl<V: Send + Sync> Memo<V> {
         self.len() > self.max_entries || self.bytes.load(Ordering::Relaxed) > self.max_bytes
     }
 
-    /// Evicts `digest`; called with the queue locked.
-    fn remove(&self, map: &MapRef<'_, V>, digest: &Digest) {
-        if let Some(old) = map.remove(digest) {
+    /// Evicts `key`; called with the queue locked.
+    fn remove(&self, map: &MapRef<'_, V>, key: &TokenKey) {
+        if let Some(old) = map.remove(key) {
             self.entries.fetch_sub(1, Ordering::Relaxed);
             self.bytes.fetch_sub(old.bytes, Ordering::Relaxed);
             self.evictions.fetch_add(1, Ordering::Relaxed);
@@ -293,58 +262,82 @@ pub fn valid_until(now: UnixTime, exp: Option<i64>, leeway: i64, max_ttl: i64) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::token_key::TokenHasher;
 
     const NOW: UnixTime = UnixTime(1_000);
 
-    fn d(n: u32) -> Digest {
-        digest_of(&n.to_string())
+    fn d(n: u32) -> TokenKey {
+        static HASHER: std::sync::OnceLock<TokenHasher> = std::sync::OnceLock::new();
+        let hasher = HASHER.get_or_init(TokenHasher::new);
+        hasher.key(&n.to_string()).to_owned_key()
     }
 
     #[test]
-    fn digests_are_sha256() {
-        assert_eq!(
-            digest_of("abc")[..4],
-            [0xba, 0x78, 0x16, 0xbf],
-            "SHA-256(\"abc\") starts ba7816bf"
-        );
+    fn a_token_whose_hash_collides_is_not_a_hit() {
+        let memo = Memo::new(10, 1 << 20);
+        let genuine = TokenRef::with_hash(7, "header.payload.signature");
+        memo.insert(&genuine.to_owned_key(), "valid", NOW, 2_000, 0);
+        assert_eq!(memo.with_hit(&genuine, NOW, |v| *v), Some("valid"));
+        // Same hash, other bytes (a forgery that found a collision): a miss.
+        let forged = TokenRef::with_hash(7, "header.payload.signaturf");
+        assert_eq!(memo.with_hit(&forged, NOW, |v| *v), None);
+        // Inserting it is a separate entry, not a replacement.
+        memo.insert(&forged.to_owned_key(), "other", NOW, 2_000, 0);
+        assert_eq!(memo.len(), 2);
+        assert_eq!(memo.with_hit(&genuine, NOW, |v| *v), Some("valid"));
+    }
+
+    #[test]
+    fn an_entry_accounts_for_its_token() {
+        let memo = Memo::new(10, 1 << 20);
+        let short = TokenRef::with_hash(1, "a.b.c");
+        let long = "x".repeat(1000);
+        let long = TokenRef::with_hash(2, &long);
+        memo.insert(&short.to_owned_key(), 0u32, NOW, 2_000, 0);
+        let one = memo.bytes();
+        memo.insert(&long.to_owned_key(), 0u32, NOW, 2_000, 0);
+        assert_eq!(memo.bytes() - one, one + 995);
     }
 
     #[test]
     fn hits_and_expiry() {
         let memo = Memo::new(10, 1 << 20);
-        memo.insert(d(1), "one", NOW, 1_010, 0);
-        assert_eq!(memo.with_hit(&d(1), NOW, |v| *v), Some("one"));
-        assert_eq!(memo.with_hit(&d(1), UnixTime(1_009), |v| *v), Some("one"));
+        memo.insert(&d(1), "one", NOW, 1_010, 0);
+        assert_eq!(memo.with_hit(&d(1).borrowed(), NOW, |v| *v), Some("one"));
         assert_eq!(
-            memo.with_hit(&d(1), UnixTime(1_010), |v| *v),
+            memo.with_hit(&d(1).borrowed(), UnixTime(1_009), |v| *v),
+            Some("one")
+        );
+        assert_eq!(
+            memo.with_hit(&d(1).borrowed(), UnixTime(1_010), |v| *v),
             None,
             "expired"
         );
-        assert_eq!(memo.with_hit(&d(2), NOW, |v| *v), None);
+        assert_eq!(memo.with_hit(&d(2).borrowed(), NOW, |v| *v), None);
     }
 
     #[test]
     fn a_disabled_memo_holds_nothing() {
         let memo = Memo::new(0, 1 << 20);
-        memo.insert(d(1), 1, NOW, 2_000, 0);
+        memo.insert(&d(1), 1, NOW, 2_000, 0);
         assert!(memo.is_empty());
-        assert_eq!(memo.with_hit(&d(1), NOW, |v| *v), None);
+        assert_eq!(memo.with_hit(&d(1).borrowed(), NOW, |v| *v), None);
     }
 
     #[test]
     fn entry_bound_holds_and_referenced_entries_get_a_second_chance() {
         let memo = Memo::new(4, 1 << 20);
         for n in 0..4 {
-            memo.insert(d(n), n, NOW, 2_000, 0);
+            memo.insert(&d(n), n, NOW, 2_000, 0);
         }
         // Touch 0 and 1: they survive the next two inserts, 2 and 3 do not.
-        memo.with_hit(&d(0), NOW, |_| ());
-        memo.with_hit(&d(1), NOW, |_| ());
-        memo.insert(d(4), 4, NOW, 2_000, 0);
-        memo.insert(d(5), 5, NOW, 2_000, 0);
+        memo.with_hit(&d(0).borrowed(), NOW, |_| ());
+        memo.with_hit(&d(1).borrowed(), NOW, |_| ());
+        memo.insert(&d(4), 4, NOW, 2_000, 0);
+        memo.insert(&d(5), 5, NOW, 2_000, 0);
         assert_eq!(memo.len(), 4);
         let alive: Vec<u32> = (0..6)
-            .filter(|n| memo.with_hit(&d(*n), NOW, |_| ()).is_some())
+            .filter(|n| memo.with_hit(&d(*n).borrowed(), NOW, |_| ()).is_some())
             .collect();
         assert_eq!(alive, [0, 1, 4, 5]);
         assert_eq!(memo.evictions(), 2);
@@ -352,10 +345,10 @@ mod tests {
 
     #[test]
     fn byte_bound_holds() {
-        let per = ENTRY_OVERHEAD + std::mem::size_of::<u32>() + 1000;
+        let per = ENTRY_OVERHEAD + std::mem::size_of::<u32>() + 1000 + d(0).heap_bytes();
         let memo = Memo::new(1000, per * 3);
         for n in 0..10 {
-            memo.insert(d(n), n, NOW, 2_000, 1000);
+            memo.insert(&d(n), n, NOW, 2_000, 1000);
             assert!(memo.bytes() <= per * 3, "{} > {}", memo.bytes(), per * 3);
         }
         assert_eq!(memo.len(), 3);
@@ -364,11 +357,11 @@ mod tests {
     #[test]
     fn reinserting_replaces_and_keeps_accounting() {
         let memo = Memo::new(10, 1 << 20);
-        memo.insert(d(1), 1, NOW, 2_000, 100);
+        memo.insert(&d(1), 1, NOW, 2_000, 100);
         let bytes = memo.bytes();
-        memo.insert(d(1), 2, NOW, 2_000, 100);
+        memo.insert(&d(1), 2, NOW, 2_000, 100);
         assert_eq!(memo.bytes(), bytes);
-        assert_eq!(memo.with_hit(&d(1), NOW, |v| *v), Some(2));
+        assert_eq!(memo.with_hit(&d(1).borrowed(), NOW, |v| *v), Some(2));
         assert_eq!(memo.len(), 1);
     }
 
@@ -385,21 +378,21 @@ mod tests {
         let memo: Memo<u32> = Memo::new(1000, usize::MAX);
         let hot: Vec<_> = (0..100).map(d).collect();
         for (n, digest) in hot.iter().enumerate() {
-            memo.insert(*digest, n as u32, NOW, i64::MAX, 0);
+            memo.insert(digest, n as u32, NOW, i64::MAX, 0);
         }
         for n in 100..1000 {
-            memo.insert(d(n), n, NOW, i64::MAX, 0);
+            memo.insert(&d(n), n, NOW, i64::MAX, 0);
         }
         let mut next = 1000;
         for _ in 0..100 {
             for digest in &hot {
                 assert!(
-                    memo.with_hit(digest, NOW, |_| ()).is_some(),
+                    memo.with_hit(&digest.borrowed(), NOW, |_| ()).is_some(),
                     "a hot entry was evicted"
                 );
             }
             for _ in 0..50 {
-                memo.insert(d(next), next, NOW, i64::MAX, 0);
+                memo.insert(&d(next), next, NOW, i64::MAX, 0);
                 next += 1;
             }
             assert!(memo.len() <= 1000);
@@ -407,7 +400,8 @@ mod tests {
         // Cold entries were still memoized and evicted in turn, not refused.
         assert!(memo.evictions() > 4000, "{}", memo.evictions());
         assert!(
-            memo.with_hit(&d(next - 1), NOW, |_| ()).is_some(),
+            memo.with_hit(&d(next - 1).borrowed(), NOW, |_| ())
+                .is_some(),
             "the newest cold entry is kept"
         );
     }
@@ -421,8 +415,8 @@ mod tests {
                 s.spawn(move || {
                     for n in 0..5_000u32 {
                         let key = d(t * 100_000 + n % 700);
-                        if memo.with_hit(&key, NOW, |_| ()).is_none() {
-                            memo.insert(key, n, NOW, 2_000, 64);
+                        if memo.with_hit(&key.borrowed(), NOW, |_| ()).is_none() {
+                            memo.insert(&key, n, NOW, 2_000, 64);
                         }
                         // Each other thread may be between its insert and
                         // its eviction.

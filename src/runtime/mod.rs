@@ -6,3 +6,4 @@ pub mod engine;
 pub mod inflight;
 pub mod memo;
 pub(crate) mod sync;
+pub mod token_key;

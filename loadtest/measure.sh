@@ -13,9 +13,15 @@
 # OUT (default target/loadtest) holds corpora, logs and JSON reports; JWTD
 # names the jwtd binary (default: the release build).
 #
-# RAW_RS256_US: criterion's `verify/raw/RS256` time in µs on this machine
-# (`cargo bench --bench verify -- 'verify/raw/RS256'`); default: the value in
-# BENCHMARKS.md.
+# The crypto floor is measured in the same run: after each run of a cold
+# scenario, `jwtd-load raw` verifies that scenario's RS256 tokens with
+# aws-lc-rs and pre-parsed keys on 2 threads for DURATION, and the table
+# shows each cold row against the median of those (issue 14, target 4).
+#
+# GHZ (default ../shared/tools/ghz/ghz; GHZ= skips it): each scenario also
+# runs under ghz (loadtest/ghz/SCENARIO.json, the same concurrency and
+# connections) against a fresh jwtd, RUNS times, for the table's ghz column
+# with ghz's own CPU per call (loadtest/ghz_measure.py). Not for overload.
 #
 # overload (only when listed in SCENARIOS, e.g. SCENARIOS=overload): RUNS
 # closed-loop runs give jwtd's capacity on that corpus (admitted calls/s; a
@@ -46,7 +52,8 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
 CONCURRENCY=${CONCURRENCY:-16}
 CONNECTIONS=${CONNECTIONS:-4}
-RAW_RS256_US=${RAW_RS256_US:-22.6}
+GHZ=${GHZ-../shared/tools/ghz/ghz}
+[ -z "$GHZ" ] || [ -x "$GHZ" ] || { echo "ghz not found at $GHZ (GHZ= to skip it)" >&2; exit 1; }
 SCENARIOS=${SCENARIOS-single-cold batch64-cold batch64-hot mixed flood}
 VIEWS=${VIEWS:-}                                # e.g. "full registered status-only"
 VIEW_SCENARIO=${VIEW_SCENARIO:-batch64-hot}
@@ -119,8 +126,17 @@ measure_overload() {
     done
 }
 
+ghz_run() { # SCENARIO RUN
+    local scenario=$1 i=$2 log="$OUT/log/$1-ghz-$2.log"
+    start_server "$log" "$JWTD" --config "$OUT/$scenario/jwtd.toml"
+    python3 loadtest/ghz_measure.py "$GHZ" "loadtest/ghz/$scenario.json" "$SERVER_ADDR" \
+        "$OUT/$scenario" "${DURATION%s}" "$OUT/json/$scenario-ghz-$i.json"
+    stop_server
+}
+
 for scenario in $SCENARIOS; do
-    "$BIN/jwtd-load" corpus --scenario "$scenario" --out "$OUT/$scenario"
+    "$BIN/jwtd-load" corpus --scenario "$scenario" --out "$OUT/$scenario" \
+        ${GHZ:+--ghz-data "$OUT/$scenario/ghz-data.json"}
     if [ "$scenario" = overload ]; then
         measure_overload
         continue
@@ -128,6 +144,11 @@ for scenario in $SCENARIOS; do
     for i in $(seq "$RUNS"); do
         one_run "$scenario" jwtd "$i" "$JWTD" --config "$OUT/$scenario/jwtd.toml" -- --max-error-rate 0
         one_run "$scenario" echo "$i" "$BIN/jwtd-load" echo-server --
+        if [[ "$scenario" == *cold* ]]; then
+            "$BIN/jwtd-load" raw --corpus "$OUT/$scenario" --threads 2 \
+                --duration "$DURATION" --output "$OUT/json/raw-$scenario-$i.json"
+        fi
+        [ -z "$GHZ" ] || ghz_run "$scenario" "$i"
     done
     if [ "$scenario" = single-cold ]; then
         half=$("$BIN/jwtd-load" table --half-rate "$OUT"/json/single-cold-jwtd-*.json)
@@ -154,4 +175,4 @@ nproc_=$(nproc)
 echo
 echo "jwtd-load measure.sh: $RUNS runs of $DURATION (+$WARMUP warm-up) per row, concurrency $CONCURRENCY over $CONNECTIONS connections, $nproc_ cores, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
-"$BIN/jwtd-load" table --raw-rs256-us "$RAW_RS256_US" "$OUT"/json/*.json
+"$BIN/jwtd-load" table "$OUT"/json/*.json

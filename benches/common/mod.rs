@@ -83,7 +83,6 @@ pub fn claims(iss: &str, n: usize) -> Map<String, Value> {
     .clone()
 }
 
-/// The engine's defaults, or with both memos off (every token a full check).
 /// Limits roomy enough for every bench batch.
 pub const LIMITS: jwtd::config::Limits = jwtd::config::Limits {
     max_batch: 4096,
@@ -91,6 +90,7 @@ pub const LIMITS: jwtd::config::Limits = jwtd::config::Limits {
     max_pending_tokens: None,
 };
 
+/// The engine's defaults, or with both memos off (every token a full check).
 pub fn engine_config(memo: bool) -> jwtd::engine::EngineConfig {
     let defaults = jwtd::engine::EngineConfig::default();
     if memo {

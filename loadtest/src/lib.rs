@@ -14,13 +14,15 @@
 //! results, [`shed`] tells a shed call from a failed one, [`scrape`] reads
 //! jwtd's own latency histogram from `/metrics`, [`echo`] is the no-work
 //! server, [`proc_stats`] reads CPU and RSS, [`view`] is a run's
-//! `--view` and the shape it asks of each result.
+//! `--view` and the shape it asks of each result, [`raw`] measures the
+//! RS256 crypto floor in the same run.
 
 pub mod codec;
 pub mod corpus;
 pub mod driver;
 pub mod echo;
 pub mod proc_stats;
+pub mod raw;
 pub mod report;
 pub mod rng;
 pub mod scan;

@@ -36,6 +36,25 @@ enum Command {
     EchoServer(EchoArgs),
     /// Print BENCHMARKS.md table rows (medians) from `run --format json` files.
     Table(TableArgs),
+    /// The crypto floor: the corpus's RS256 tokens verified by aws-lc-rs
+    /// with pre-parsed keys on N threads (a `raw-rs256` report for `table`).
+    Raw(RawArgs),
+}
+
+#[derive(Debug, Args)]
+struct RawArgs {
+    /// A directory written by `jwtd-load corpus` (its VALID RS256 tokens).
+    #[arg(long)]
+    corpus: PathBuf,
+    /// Threads verifying at once.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// How long to verify.
+    #[arg(long, short = 'z', value_parser = parse_duration, default_value = "5s")]
+    duration: Duration,
+    /// Write the JSON report here instead of stdout.
+    #[arg(long, short = 'o')]
+    output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -211,6 +230,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Corpus(args) => make_corpus(&args).map(|()| ExitCode::SUCCESS),
         Command::Run(args) => drive(&args),
         Command::EchoServer(args) => serve_echo(&args).map(|()| ExitCode::SUCCESS),
+        Command::Raw(args) => {
+            let checks = jwtd_load::raw::checks(&args.corpus)?;
+            let rate = jwtd_load::raw::measure(&checks, args.threads, args.duration)?;
+            let report = jwtd_load::raw::report(&args.corpus, args.threads, rate);
+            let text = serde_json::to_string_pretty(&report)?;
+            match &args.output {
+                Some(path) => std::fs::write(path, text)?,
+                None => println!("{text}"),
+            }
+            eprintln!(
+                "raw RS256, {} threads: {rate:.0} checks/s ({} distinct tokens)",
+                args.threads,
+                checks.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Table(args) => {
             if args.summary {
                 for file in &args.files {

@@ -57,9 +57,24 @@ fn latency_ms(reports: &[Value], p: f64) -> String {
     )
 }
 
-/// The markdown table of the reports in `files`; with `raw_rs256_us`, each
-/// scenario's tokens/sec is also shown against twice criterion's
-/// single-core `verify/raw/RS256` rate (the 2-core floor).
+/// A scenario's ghz cell: medians of its ghz reports, or a dash.
+fn ghz_cell(ghz: &[Value]) -> String {
+    if ghz.is_empty() {
+        return "—".into();
+    }
+    format!(
+        "{}, {}, {}",
+        fmt(field(ghz, |r| r["tokensPerSec"].as_f64()), "", 0),
+        fmt(field(ghz, |r| r["rps"].as_f64()), "", 0),
+        fmt(field(ghz, |r| r["driverCpuUsPerCall"].as_f64()), " µs", 0),
+    )
+}
+
+/// The markdown table of the reports in `files`. Cold scenarios are shown
+/// against the 2-thread raw RS256 rate of a `jwtd-load raw` report among
+/// `files` (measured in the same run), else against twice criterion's
+/// single-core `verify/raw/RS256` time `raw_rs256_us`. A scenario with
+/// `ghz`-labelled reports (`loadtest/ghz_measure.py`) gets its ghz column.
 pub fn render(files: &[PathBuf], raw_rs256_us: Option<f64>) -> Result<String, Error> {
     let mut groups: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
     for path in files {
@@ -73,9 +88,10 @@ pub fn render(files: &[PathBuf], raw_rs256_us: Option<f64>) -> Result<String, Er
     }
     let empty = Vec::new();
     let group = |s: &str, l: &str| groups.get(&(s.to_owned(), l.to_owned())).unwrap_or(&empty);
-    let floor = raw_rs256_us.map(|us| 2.0 * 1e6 / us);
+    let measured_floor = field(group("raw-rs256", "raw"), |r| r["tokensPerSec"].as_f64());
+    let floor = measured_floor.or(raw_rs256_us.map(|us| 2.0 * 1e6 / us));
     let mut out = String::from(
-        "| scenario | tokens/s | calls/s | p50 | p99 | server CPU s per M tokens | server peak RSS | driver CPU per call | echo tokens/s | jwtd / echo | jwtd / 2× raw RS256 | runs | ghz |\n\
+        "| scenario | tokens/s | calls/s | p50 | p99 | server CPU s per M tokens | server peak RSS | driver CPU per call | echo tokens/s | jwtd / echo | jwtd / raw RS256 on 2 threads | runs | ghz: tokens/s, calls/s, driver CPU per call |\n\
          | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for name in NAMES {
@@ -92,7 +108,7 @@ pub fn render(files: &[PathBuf], raw_rs256_us: Option<f64>) -> Result<String, Er
             .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
         let _ = writeln!(
             out,
-            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | not measured here: ghz not installable |",
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             fmt(tps, "", 0),
             fmt(field(jwtd, |r| r["rps"].as_f64()), "", 0),
             latency_ms(jwtd, 50.0),
@@ -112,6 +128,7 @@ pub fn render(files: &[PathBuf], raw_rs256_us: Option<f64>) -> Result<String, Er
                 "—".into()
             },
             jwtd.len(),
+            ghz_cell(group(name, "ghz")),
         );
     }
     let half = group("single-cold", "jwtd-half-rate");
@@ -126,8 +143,18 @@ pub fn render(files: &[PathBuf], raw_rs256_us: Option<f64>) -> Result<String, Er
             latency_ms(half, 99.9),
         );
     }
-    if let Some(floor) = floor {
-        let _ = writeln!(out, "\n2× raw RS256 floor: {floor:.0} tokens/s");
+    match (measured_floor, floor) {
+        (Some(floor), _) => {
+            let _ = writeln!(
+                out,
+                "\nraw RS256 on 2 threads, same run (`jwtd-load raw`, {} runs): {floor:.0} tokens/s",
+                group("raw-rs256", "raw").len()
+            );
+        }
+        (None, Some(floor)) => {
+            let _ = writeln!(out, "\n2× raw RS256 floor: {floor:.0} tokens/s");
+        }
+        (None, None) => {}
     }
     let views = views_table(&groups);
     if !views.is_empty() {

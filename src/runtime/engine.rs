@@ -50,12 +50,13 @@
 //!   not admission; a revocation applies to a memoized token at once. The
 //!   check is two lookups in a lock-free table, none when no list has
 //!   entries (BENCHMARKS.md, "Revocation (issue 13)").
-//! - **Big batches are scanned off the reactor**: hashing a batch of over
-//!   [`SCAN_INLINE_BYTES`] (64 KiB, ~60 µs of SHA-256) runs on tokio's
-//!   blocking pool, at most one per verification thread at once (a
-//!   cancelled call's scan stops at its next token), so an
-//!   8 MiB batch (~7 ms of hashing) does not hold up the health checks and
-//!   HTTP/2 PINGs that share its reactor thread. Smaller batches are scanned
+//! - **Big batches are scanned off the reactor**: scanning a batch of over
+//!   [`SCAN_INLINE_BYTES`] (64 KiB; ~60 µs when the memo key was a SHA-256,
+//!   less now, but a scan also answers and renders the hits) runs on
+//!   tokio's blocking pool, at most one per verification thread at once (a
+//!   cancelled call's scan stops at its next token), so an 8 MiB batch
+//!   (~7 ms of SHA-256 then) does not hold up the health checks and HTTP/2
+//!   PINGs that share its reactor thread. Smaller batches are scanned
 //!   in place: the hand-off (~10–20 µs) would cost more than it saves.
 
 use std::collections::hash_map::Entry;

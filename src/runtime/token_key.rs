@@ -10,7 +10,8 @@
 //!   these tables were keyed by before (collision resistance is a
 //!   computational assumption; equality is not), and cheaper: foldhash over
 //!   a 650-byte token plus a full compare on a hit cost a fraction of the
-//!   ~0.58 µs SHA-256 of the same bytes (BENCHMARKS.md, "Memo hit").
+//!   ~0.58 µs SHA-256 of the same bytes (BENCHMARKS.md, "Memo hit and
+//!   batch engine").
 //! - **foldhash, keyed per engine from the OS's random source.** The hash
 //!   only spreads keys over buckets, so speed matters and cryptographic
 //!   strength does not; foldhash (already built for hashbrown) is among the

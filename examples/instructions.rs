@@ -47,8 +47,8 @@ fn main() {
             }
         }
         "hit" | "hit_status" => {
-            use jwtd::engine::{CancelToken, Engine};
-            use jwtd::grpc::{Renderer, View, result_of};
+            use jwtd::engine::Engine;
+            use jwtd::grpc::{Renderer, View};
             use jwtd::registry::Registry;
             use std::sync::Arc;
             let engine = Arc::new(
@@ -59,16 +59,7 @@ fn main() {
                 )
                 .unwrap(),
             );
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap();
-            rt.block_on(engine.verify_batch(
-                Arc::new(vec![token.clone()]),
-                Arc::new(Narrowing::default()),
-                CancelToken::default(),
-                result_of,
-            ))
-            .unwrap();
+            memoize(&engine, &token);
             let snapshot = engine.registry().snapshot();
             let narrowing = Narrowing::default();
             let now = jwtd::clock::Clock::now(&jwtd::clock::SystemClock);

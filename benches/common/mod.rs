@@ -90,6 +90,20 @@ pub const LIMITS: jwtd::config::Limits = jwtd::config::Limits {
     max_pending_tokens: None,
 };
 
+/// Verifies `token` once through `engine`, so the memo holds it.
+pub fn memoize(engine: &Arc<jwtd::engine::Engine>, token: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(engine.verify_batch(
+        Arc::new(vec![token.to_owned()]),
+        Arc::new(jwtd::policy::Narrowing::default()),
+        jwtd::engine::CancelToken::default(),
+        jwtd::grpc::result_of,
+    ))
+    .unwrap();
+}
+
 /// The engine's defaults, or with both memos off (every token a full check).
 pub fn engine_config(memo: bool) -> jwtd::engine::EngineConfig {
     let defaults = jwtd::engine::EngineConfig::default();

@@ -5,7 +5,7 @@ as tests/data/keys/make_jwks.py does: an implementation independent of jwtd.
 
 Run from anywhere, when the fixtures or the targets change:
     python3 fuzz/make_corpus.py
-It rewrites verify/, jwks/, discovery/ and config/ whole and leaves
+It rewrites json/, verify/, jwks/, discovery/ and config/ whole and leaves
 ext_authz_request/ alone (those seeds come from the fuzzer: see the README).
 ECDSA signatures are randomised, so those seeds differ at every run.
 """
@@ -264,12 +264,32 @@ jwks_uri = "ftp://x"
 """)
 
 
+def json_seeds() -> None:
+    """Headers and payloads, as decoded from a token: each seed is read by
+    the json target both as claims and as a header."""
+    out = reset("json")
+    write(out, "header-rs256", compact({"alg": "RS256", "kid": "rsa2048", "typ": "JWT"}))
+    write(out, "header-b64-crit", '{"alg":"ES256","b64":true,"crit":["exp"]}')
+    write(out, "header-jwk", json.dumps({"alg": "RS256", "jku": "https://x", "jwk": {"kty": "oct", "k": "AA"}}))
+    claims = {"iss": "https://issuer.test", "sub": "alice", "aud": ["api", "web"],
+              "exp": 1_700_000_600, "nbf": 1_600_000_000.5, "iat": -1, "jti": "j-1",
+              "azp": "web", "client_id": "cli", "scope": "read write", "scp": ["a", "b"],
+              "roles": {"admin": [True, False, None, 1e-3, -0]}, "gone": None}
+    write(out, "claims-all", compact(claims))
+    write(out, "claims-spaced", json.dumps(claims, indent=2))
+    write(out, "claims-escapes", r'{"iss":"https:\/\/i\u00e9","sub":"\uD83D\uDE00","\u0061ud":"x\ty"}')
+    write(out, "claims-duplicate-nested", '{"x":[{"a":1,"b":2,"a":3}]}')
+    write(out, "claims-numbers", '{"exp":9223372036854775807,"nbf":-9223372036854775809,"iat":1e3,"n":[0,-0.0,1E+2,12345678901234567890]}')
+    write(out, "claims-deep", '{"x":' + "[" * 126 + "]" * 126 + "}")
+
+
 def main() -> None:
+    json_seeds()
     verify_seeds()
     jwks_seeds()
     discovery_seeds()
     config_seeds()
-    for target in ["verify", "jwks", "discovery", "config"]:
+    for target in ["json", "verify", "jwks", "discovery", "config"]:
         folder = os.path.join(CORPUS, target)
         files = os.listdir(folder)
         size = sum(os.path.getsize(os.path.join(folder, f)) for f in files)

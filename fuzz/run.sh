@@ -14,7 +14,7 @@ cd "$(dirname "$0")"
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 CARGO_FUZZ_VERSION=0.13.2
-TARGETS=(verify jwks discovery config ext_authz_request)
+TARGETS=(verify json jwks discovery config ext_authz_request)
 # libFuzzer: a single input running longer than this is a hang.
 INPUT_TIMEOUT=10
 export CARGO_TERM_COLOR=never

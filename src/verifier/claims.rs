@@ -16,24 +16,21 @@
 //!   [`INLINE`]. Before, the typical bench token cost eight allocations here
 //!   (`iss`, `sub`, `jti`, `scope`, `aud` and its two members, the names
 //!   buffer); now none, and this step fell from 9.8k to 7.0k instructions
-//!   per HS256 bench token (issue 14; BENCHMARKS.md). What is left is
-//!   serde_json's own walk over the text; a hand-written scanner is the next
-//!   lever, not taken here.
-//! - The payload must be UTF-8 as a whole, checked once before the parse
-//!   (serde_json's `from_str` then skips its per-string check). JSON text
-//!   outside strings is ASCII, so this accepts exactly what a byte-slice
-//!   parse that checked every string accepted.
+//!   per HS256 bench token (issue 14; BENCHMARKS.md).
+//! - The payload is read by [`Scanner`] in one pass, the registered
+//!   claims typed as they come and every other member skipped (checked for
+//!   duplicates inside); `json`'s module docs say why that scanner and not
+//!   serde_json, and how it is held to accept what serde_json accepts.
+//! - The payload must be UTF-8 as a whole, checked once before the parse.
+//!   JSON text outside strings is ASCII, so this accepts exactly what a
+//!   byte-slice parse that checked every string accepted.
 //! - Duplicate registered claims are caught by one bit each; only custom
-//!   names go through [`json::Seen`]'s comparisons.
+//!   names go through [`Seen`]'s comparisons.
 
 use std::borrow::Cow;
-use std::cell::Cell;
-use std::fmt;
-
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::verifier::jose::{Malformed, Part};
-use crate::verifier::json::{self, Checked, Name, Seen};
+use crate::verifier::json::{JsonProblem, Scanner, Seen};
 
 /// Entries a [`Texts`] list holds without a heap allocation: a typical
 /// token's audiences, scopes and custom claims fit.
@@ -82,7 +79,7 @@ impl Text {
     /// The text of a string the parser read from `payload`.
     fn new(payload: &str, value: Cow<'_, str>) -> Text {
         if let Cow::Borrowed(borrowed) = &value {
-            // A borrowed string is a slice of the payload (serde_json borrows
+            // A borrowed string is a slice of the payload (the scanner borrows
             // only from its input), so the address difference is its offset.
             let start = borrowed
                 .as_ptr()
@@ -203,26 +200,8 @@ impl Claims {
         if u32::try_from(payload.len()).is_err() {
             return Err(not_object);
         }
-        let problem = Cell::new(None);
-        let duplicate = json::DuplicateFlag::default();
-        let parsed = {
-            let mut de = serde_json::Deserializer::from_str(&payload);
-            ClaimsSeed {
-                payload: &payload,
-                problem: &problem,
-                duplicate: &duplicate,
-            }
-            .deserialize(&mut de)
-            .and_then(|claims| de.end().map(|()| claims))
-        };
-        match parsed {
-            Ok(claims) => Ok(Claims { payload, ..claims }),
-            Err(_) => Err(problem.get().unwrap_or(if duplicate.get() {
-                Malformed::DuplicateMember(Part::Payload)
-            } else {
-                not_object
-            })),
-        }
+        let claims = read(&payload)?;
+        Ok(Claims { payload, ..claims })
     }
 
     /// The payload bytes exactly as signed.
@@ -308,248 +287,157 @@ impl Claims {
     }
 }
 
-struct ClaimsSeed<'f, 'de> {
-    payload: &'de str,
-    problem: &'f Cell<Option<Malformed>>,
-    duplicate: &'f json::DuplicateFlag,
-}
-
-impl ClaimsSeed<'_, '_> {
-    fn wrong_type<E: de::Error>(&self, claim: &'static str) -> E {
-        let why = Malformed::ClaimType(claim);
-        self.problem.set(Some(why));
-        E::custom(why)
+/// A malformed payload, as [`Malformed`] names it.
+fn syntax(problem: JsonProblem) -> Malformed {
+    match problem {
+        JsonProblem::Invalid => Malformed::NotObject(Part::Payload),
+        JsonProblem::Duplicate => Malformed::DuplicateMember(Part::Payload),
     }
 }
 
-impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_, 'de> {
-    type Value = Claims;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Claims, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ClaimsSeed<'_, 'de> {
-    type Value = Claims;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JWT claims set object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Claims, A::Error> {
-        let payload = self.payload;
-        let mut claims = Claims::default();
-        // Registered claims seen (even as `null`): one bit each, in
-        // `REGISTERED` order; other names go through `Seen`.
-        let mut registered = 0u16;
-        let mut seen = Seen::default();
-        while let Some(Name(name)) = map.next_key()? {
-            let string = |map: &mut A, claim: &'static str| -> Result<Text, A::Error> {
-                map.next_value::<Name<'de>>()
-                    .map(|Name(value)| Text::new(payload, value))
-                    .map_err(|_| self.wrong_type(claim))
-            };
-            let date = |map: &mut A, claim: &'static str| -> Result<i64, A::Error> {
-                map.next_value::<NumericDate>()
-                    .map(|NumericDate(seconds)| seconds)
-                    .map_err(|_| self.wrong_type(claim))
-            };
-            // Which registered claim, and whether it counts as present.
-            let (bit, present) = match &*name {
-                "iss" => {
-                    claims.iss = Some(string(&mut map, "iss")?);
-                    (0, true)
-                }
-                "sub" => {
-                    claims.sub = Some(string(&mut map, "sub")?);
-                    (1, true)
-                }
-                "jti" => {
-                    claims.jti = Some(string(&mut map, "jti")?);
-                    (2, true)
-                }
-                "azp" => {
-                    claims.azp = Some(string(&mut map, "azp")?);
-                    (3, true)
-                }
-                "client_id" => {
-                    claims.client_id = Some(string(&mut map, "client_id")?);
-                    (4, true)
-                }
-                "scope" | "scp" => {
-                    let (bit, claim) = if &*name == "scope" {
-                        (5, "scope")
-                    } else {
-                        (6, "scp")
-                    };
-                    let present = map
-                        .next_value_seed(ScopesSeed {
-                            payload,
-                            scopes: &mut claims.scopes,
-                        })
-                        .map_err(|_: A::Error| self.wrong_type(claim))?;
-                    // `null` is absent, as for every other claim.
-                    (bit, present)
-                }
-                "aud" => {
-                    let mut aud = Texts::default();
-                    map.next_value_seed(AudiencesSeed {
-                        payload,
-                        aud: &mut aud,
-                    })
-                    .map_err(|_: A::Error| self.wrong_type("aud"))?;
-                    claims.aud = Some(aud);
-                    (7, true)
-                }
-                "exp" => {
-                    claims.exp = Some(date(&mut map, "exp")?);
-                    (8, true)
-                }
-                "nbf" => {
-                    claims.nbf = Some(date(&mut map, "nbf")?);
-                    (9, true)
-                }
-                "iat" => {
-                    claims.iat = Some(date(&mut map, "iat")?);
-                    (10, true)
-                }
-                _ => {
-                    let null = map.next_value_seed(Checked(self.duplicate))?;
-                    if !seen.insert(name.clone()) {
-                        return Err(json::duplicate(self.duplicate));
-                    }
-                    if !null {
-                        claims.custom.push(Text::new(payload, name));
-                    }
-                    continue;
-                }
-            };
-            let bit = 1u16 << bit;
-            if registered & bit != 0 {
-                return Err(json::duplicate(self.duplicate));
+/// Reads the claims from `payload` in one pass (the payload itself is left
+/// for the caller to move in).
+fn read(payload: &str) -> Result<Claims, Malformed> {
+    let mut scan = Scanner::new(payload);
+    let mut claims = Claims::default();
+    // Registered claims seen (even as `null`): one bit each, in `REGISTERED`
+    // order; other names go through `Seen`.
+    let mut registered = 0u16;
+    let mut seen = Seen::default();
+    scan.begin_object().map_err(syntax)?;
+    let mut first = true;
+    while let Some(name) = scan.next_name(&mut first).map_err(syntax)? {
+        let wrong = |claim: &'static str| move |_: JsonProblem| Malformed::ClaimType(claim);
+        let text = |scan: &mut Scanner<'_>, claim| {
+            let value = scan.string().map_err(wrong(claim))?;
+            Ok::<_, Malformed>(Some(Text::new(payload, value)))
+        };
+        // Which registered claim, and whether it counts as present.
+        let (bit, present) = match &*name {
+            "iss" => {
+                claims.iss = text(&mut scan, "iss")?;
+                (0, true)
             }
-            registered |= bit;
-            if present {
-                claims.present |= bit;
+            "sub" => {
+                claims.sub = text(&mut scan, "sub")?;
+                (1, true)
             }
+            "jti" => {
+                claims.jti = text(&mut scan, "jti")?;
+                (2, true)
+            }
+            "azp" => {
+                claims.azp = text(&mut scan, "azp")?;
+                (3, true)
+            }
+            "client_id" => {
+                claims.client_id = text(&mut scan, "client_id")?;
+                (4, true)
+            }
+            // `null` is absent, as for every other claim.
+            "scope" => (
+                5,
+                scopes(&mut scan, payload, &mut claims.scopes).map_err(wrong("scope"))?,
+            ),
+            "scp" => (
+                6,
+                scopes(&mut scan, payload, &mut claims.scopes).map_err(wrong("scp"))?,
+            ),
+            "aud" => {
+                claims.aud = Some(audiences(&mut scan, payload).map_err(wrong("aud"))?);
+                (7, true)
+            }
+            "exp" => {
+                claims.exp = Some(numeric_date(&mut scan).map_err(wrong("exp"))?);
+                (8, true)
+            }
+            "nbf" => {
+                claims.nbf = Some(numeric_date(&mut scan).map_err(wrong("nbf"))?);
+                (9, true)
+            }
+            "iat" => {
+                claims.iat = Some(numeric_date(&mut scan).map_err(wrong("iat"))?);
+                (10, true)
+            }
+            _ => {
+                let null = scan.skip_value().map_err(syntax)?;
+                if !seen.insert(name.clone()) {
+                    return Err(syntax(JsonProblem::Duplicate));
+                }
+                if !null {
+                    claims.custom.push(Text::new(payload, name));
+                }
+                continue;
+            }
+        };
+        let bit = 1u16 << bit;
+        if registered & bit != 0 {
+            return Err(syntax(JsonProblem::Duplicate));
         }
-        Ok(claims)
+        registered |= bit;
+        if present {
+            claims.present |= bit;
+        }
     }
+    scan.end().map_err(syntax)?;
+    Ok(claims)
 }
 
 /// A NumericDate: a JSON number of seconds, truncated to whole seconds.
-struct NumericDate(i64);
-
-impl<'de> de::Deserialize<'de> for NumericDate {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct DateVisitor;
-        impl Visitor<'_> for DateVisitor {
-            type Value = NumericDate;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a NumericDate")
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumericDate, E> {
-                Ok(NumericDate(v))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumericDate, E> {
-                i64::try_from(v)
-                    .map(NumericDate)
-                    .map_err(|_| E::custom("NumericDate out of range"))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
-                // i64::MAX as f64 rounds up to 2^63, so the bound is exclusive.
-                const LIMIT: f64 = 9_223_372_036_854_775_808.0;
-                let whole = v.floor();
-                if whole.is_finite() && (-LIMIT..LIMIT).contains(&whole) {
-                    #[allow(clippy::cast_possible_truncation)] // Range checked above.
-                    Ok(NumericDate(whole as i64))
-                } else {
-                    Err(E::custom("NumericDate out of range"))
-                }
-            }
-        }
-        deserializer.deserialize_any(DateVisitor)
+fn numeric_date(scan: &mut Scanner<'_>) -> Result<i64, JsonProblem> {
+    // i64::MAX as f64 rounds up to 2^63, so the bound is exclusive.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    let number = scan.number()?;
+    if let Some(seconds) = number.to_i64() {
+        return Ok(seconds);
+    }
+    let whole = number.to_f64().ok_or(JsonProblem::Invalid)?.floor();
+    if (-LIMIT..LIMIT).contains(&whole) {
+        #[allow(clippy::cast_possible_truncation)] // Range checked above.
+        Ok(whole as i64)
+    } else {
+        Err(JsonProblem::Invalid)
     }
 }
 
 /// `scope` / `scp`: a space-separated string, or an array of strings (each
-/// one scope), appended to `scopes`; `null` is no claim. The value is true
-/// unless the claim was `null`.
-struct ScopesSeed<'s, 'de> {
-    payload: &'de str,
-    scopes: &'s mut Texts,
-}
-
-impl<'de> DeserializeSeed<'de> for ScopesSeed<'_, 'de> {
-    type Value = bool;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
-        deserializer.deserialize_any(self)
+/// one scope), appended to `scopes`; `null` is no claim. True unless the
+/// claim was `null`.
+fn scopes(scan: &mut Scanner<'_>, payload: &str, scopes: &mut Texts) -> Result<bool, JsonProblem> {
+    if scan.null() {
+        return Ok(false);
     }
-}
-
-impl<'de> Visitor<'de> for ScopesSeed<'_, 'de> {
-    type Value = bool;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a space-separated string or an array of strings")
+    if scan.peek() != Some(b'[') {
+        scopes.push(Text::new(payload, scan.string()?));
+        return Ok(true);
     }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<bool, E> {
-        self.scopes.push(Text::new(self.payload, Cow::Borrowed(v)));
-        Ok(true)
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
-        self.scopes.push(Text::Decoded(v.into()));
-        Ok(true)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-        while let Some(Name(scope)) = seq.next_element::<Name<'de>>()? {
-            // A scope-token has no spaces (RFC 6749 §3.3): an element with
-            // one would read as two scopes.
-            if scope.is_empty() || scope.contains(' ') {
-                return Err(de::Error::custom(
-                    "a scope in an array is empty or has a space",
-                ));
-            }
-            self.scopes.push(Text::new(self.payload, scope));
+    scan.begin_array()?;
+    let mut first = true;
+    while scan.next_element(&mut first)? {
+        let scope = scan.string()?;
+        // A scope-token has no spaces (RFC 6749 §3.3): an element with one
+        // would read as two scopes.
+        if scope.is_empty() || scope.contains(' ') {
+            return Err(JsonProblem::Invalid);
         }
-        Ok(true)
+        scopes.push(Text::new(payload, scope));
     }
+    Ok(true)
 }
 
 /// `aud`: one string or an array of strings (RFC 7519 §4.1.3).
-struct AudiencesSeed<'s, 'de> {
-    payload: &'de str,
-    aud: &'s mut Texts,
-}
-
-impl<'de> DeserializeSeed<'de> for AudiencesSeed<'_, 'de> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
+fn audiences(scan: &mut Scanner<'_>, payload: &str) -> Result<Texts, JsonProblem> {
+    let mut aud = Texts::default();
+    if scan.peek() != Some(b'[') {
+        aud.push(Text::new(payload, scan.string()?));
+        return Ok(aud);
     }
-}
-
-impl<'de> Visitor<'de> for AudiencesSeed<'_, 'de> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string or an array of strings")
+    scan.begin_array()?;
+    let mut first = true;
+    while scan.next_element(&mut first)? {
+        aud.push(Text::new(payload, scan.string()?));
     }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<(), E> {
-        self.aud.push(Text::new(self.payload, Cow::Borrowed(v)));
-        Ok(())
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        self.aud.push(Text::Decoded(v.into()));
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(Name(aud)) = seq.next_element::<Name<'de>>()? {
-            self.aud.push(Text::new(self.payload, aud));
-        }
-        Ok(())
-    }
+    Ok(aud)
 }
 
 #[cfg(test)]

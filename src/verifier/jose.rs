@@ -28,13 +28,10 @@
 //!   that). JWK members, read once per key-set load, keep the `base64`
 //!   crate's strict engine ([`B64`]), which also encodes.
 
-use std::cell::Cell;
 use std::fmt;
 
+use crate::verifier::json::{JsonProblem, Scanner, Seen};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
-
-use crate::verifier::json::{self, Checked, Name, Seen};
 
 /// base64url as RFC 7515 §2 requires: no padding, canonical trailing bits.
 pub(crate) const B64: GeneralPurpose = GeneralPurpose::new(
@@ -218,7 +215,8 @@ pub enum AlgName {
 }
 
 impl AlgName {
-    fn classify(name: &str) -> Self {
+    /// Classifies an `alg` value, as the header parser does.
+    pub fn classify(name: &str) -> Self {
         match Algorithm::from_name(name) {
             Some(alg) => AlgName::Known(alg),
             None if name.eq_ignore_ascii_case("none") => AlgName::None,
@@ -410,91 +408,47 @@ fn decode(part: &str, which: Part) -> Result<Vec<u8>, Malformed> {
 
 /// Parses the protected header strictly (see the module docs).
 pub fn parse_header(bytes: &[u8]) -> Result<Header, Malformed> {
-    let problem = Cell::new(None);
-    let duplicate = json::DuplicateFlag::default();
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let parsed = HeaderSeed {
-        problem: &problem,
-        duplicate: &duplicate,
-    }
-    .deserialize(&mut de)
-    .and_then(|header| de.end().map(|()| header));
-    parsed.map_err(|_| {
-        problem.get().unwrap_or(if duplicate.get() {
-            Malformed::DuplicateMember(Part::Header)
-        } else {
-            Malformed::NotObject(Part::Header)
-        })
-    })
-}
-
-struct HeaderSeed<'f> {
-    problem: &'f Cell<Option<Malformed>>,
-    duplicate: &'f json::DuplicateFlag,
-}
-
-impl HeaderSeed<'_> {
-    fn fail<E: de::Error>(&self, why: Malformed) -> E {
-        self.problem.set(Some(why));
-        E::custom(why)
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for HeaderSeed<'_> {
-    type Value = Header;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Header, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for HeaderSeed<'_> {
-    type Value = Header;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JOSE header object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Header, A::Error> {
-        let mut seen = Seen::default();
-        let mut alg = None;
-        let mut kid = None;
-        let mut typ = None;
-        while let Some(Name(name)) = map.next_key()? {
-            match &*name {
-                "alg" => {
-                    let Name(value) = map
-                        .next_value::<Name<'_>>()
-                        .map_err(|_: A::Error| self.fail(Malformed::Alg))?;
-                    alg = Some(AlgName::classify(&value));
-                }
-                "kid" => {
-                    let Name(value) = map
-                        .next_value::<Name<'_>>()
-                        .map_err(|_: A::Error| self.fail(Malformed::Kid))?;
-                    kid = Some(HeaderText::new(&value));
-                }
-                "typ" => {
-                    let Name(value) = map
-                        .next_value::<Name<'_>>()
-                        .map_err(|_: A::Error| self.fail(Malformed::Typ))?;
-                    typ = Some(HeaderText::new(&value));
-                }
-                "crit" => return Err(self.fail(Malformed::Crit)),
-                "b64" => match map.next_value::<bool>() {
-                    Ok(true) => {}
-                    _ => return Err(self.fail(Malformed::UnencodedPayload)),
-                },
-                _ => {
-                    map.next_value_seed(Checked(self.duplicate))?;
+    let syntax = |problem| match problem {
+        JsonProblem::Invalid => Malformed::NotObject(Part::Header),
+        JsonProblem::Duplicate => Malformed::DuplicateMember(Part::Header),
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| syntax(JsonProblem::Invalid))?;
+    let mut scan = Scanner::new(text);
+    let mut seen = Seen::default();
+    let (mut alg, mut kid, mut typ) = (None, None, None);
+    scan.begin_object().map_err(syntax)?;
+    let mut first = true;
+    while let Some(name) = scan.next_name(&mut first).map_err(syntax)? {
+        match &*name {
+            "alg" => {
+                let value = scan.string().map_err(|_| Malformed::Alg)?;
+                alg = Some(AlgName::classify(&value));
+            }
+            "kid" => {
+                let value = scan.string().map_err(|_| Malformed::Kid)?;
+                kid = Some(HeaderText::new(&value));
+            }
+            "typ" => {
+                let value = scan.string().map_err(|_| Malformed::Typ)?;
+                typ = Some(HeaderText::new(&value));
+            }
+            "crit" => return Err(Malformed::Crit),
+            "b64" => {
+                if !scan.literal_true() {
+                    return Err(Malformed::UnencodedPayload);
                 }
             }
-            if !seen.insert(name) {
-                return Err(json::duplicate(self.duplicate));
+            _ => {
+                scan.skip_value().map_err(syntax)?;
             }
         }
-        let alg = alg.ok_or_else(|| self.fail(Malformed::Alg))?;
-        Ok(Header { alg, kid, typ })
+        if !seen.insert(name) {
+            return Err(syntax(JsonProblem::Duplicate));
+        }
     }
+    let alg = alg.ok_or(Malformed::Alg)?;
+    scan.end().map_err(syntax)?;
+    Ok(Header { alg, kid, typ })
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ config's drain. Run by .ci/run with the deploy venv (PyYAML); prints one line
 per failed check and exits 1 if any.
 """
 
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -102,6 +103,30 @@ if jwtd_cluster:
     check("http2_protocol_options" in jwtd_cluster["typed_extension_protocol_options"][
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["explicit_http_config"],
           "envoy's jwtd cluster must speak HTTP/2")
+
+# The alert rules against the runbook and the code: every alert carries
+# summary, description and a runbook_url whose heading exists in
+# docs/runbook.md, and every jwtd_ metric a rule reads is one the code
+# exports (a name in src/observability/telemetry.rs; histograms by their
+# _bucket/_count/_sum series).
+rules = docs(ROOT / "prometheus" / "jwtd-rules.yaml")[0]
+runbook = (ROOT.parent / "docs" / "runbook.md").read_text()
+anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-")
+           for h in re.findall(r"^#+ (.+)$", runbook, re.M)}
+exported = set(re.findall(r'"(jwtd_[a-z_]+)"',
+                          (ROOT.parent / "src" / "observability" / "telemetry.rs").read_text()))
+alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
+check(len(alerts) >= 10, "jwtd-rules.yaml: expected the SLO and symptom alerts")
+for rule in rules["groups"][0]["rules"] + alerts:
+    for name in set(re.findall(r"\b(jwtd_[a-z_]+)", rule["expr"])):
+        base = re.sub(r"_(bucket|count|sum)$", "", name)
+        check(name in exported or base in exported, f"jwtd-rules.yaml reads {name}, which jwtd does not export")
+for alert in alerts:
+    notes = alert.get("annotations", {})
+    check(notes.get("summary") and notes.get("description"), f"{alert['alert']}: summary and description")
+    url = notes.get("runbook_url", "")
+    check(url == f"docs/runbook.md#{alert['alert'].lower()}" and alert["alert"].lower() in anchors,
+          f"{alert['alert']}: runbook_url must be docs/runbook.md#{alert['alert'].lower()}, a heading there")
 
 for f in failures:
     print(f"deploy/check_refs.py: {f}")

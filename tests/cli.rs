@@ -11,7 +11,7 @@ mod support;
 use jwtd::pb::verifier_service_client::VerifierServiceClient;
 use jwtd::pb::{Status, VerifyRequest};
 use support::process::{Running, Served, jwtd};
-use support::scratch;
+use support::{sample, scratch};
 
 fn mint_dev_token(extra: &[&str]) -> String {
     let out = jwtd()
@@ -182,6 +182,77 @@ async fn serves_the_dev_config_and_stops_on_sigterm() {
     let status = served.wait_exit().await;
     assert!(status.success(), "exit status {status:?}");
     served.wait_for("jwtd stopped");
+}
+
+/// Key freshness: a key file found unchanged at a check is a success, so
+/// `jwtd_jwks_last_success_timestamp_seconds` keeps moving for a healthy
+/// issuer whose keys never change (the `JwtdKeysStale` alert of
+/// deploy/prometheus reads it), and the fetch counter counts the checks.
+#[tokio::test]
+async fn an_unchanged_key_file_is_a_fresh_check() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let config = dev_config_text()
+        .replace(
+            "metrics_listen = \"127.0.0.1:0\"",
+            &format!("metrics_listen = \"127.0.0.1:{port}\""),
+        )
+        .replace(
+            "issuer = \"https://dev.jwtd.local\"",
+            "issuer = \"https://dev.jwtd.local\"\nrefresh_seconds = 1",
+        );
+    let path = scratch("fresh.toml", &config);
+    let mut served = Served::start(&path);
+    served.address();
+    let scrape = || async {
+        let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .expect("scrapes")
+            .text()
+            .await
+            .expect("text");
+        let issuer = r#"{issuer="https://dev.jwtd.local""#;
+        (
+            sample(
+                &text,
+                &format!(r#"jwtd_jwks_fetches_total{issuer},result="ok"}}"#),
+            ),
+            sample(
+                &text,
+                &format!("jwtd_jwks_last_success_timestamp_seconds{issuer}}}"),
+            ),
+            sample(&text, &format!("jwtd_keys_loaded{issuer}}}")),
+        )
+    };
+    let (checks, loaded_at, keys) = scrape().await;
+    assert!(
+        checks >= 1.0 && loaded_at > 0.0 && keys >= 1.0,
+        "{checks} {loaded_at} {keys}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (later_checks, confirmed_at, later_keys) = scrape().await;
+        if later_checks >= checks + 2.0 {
+            assert!(confirmed_at > loaded_at, "{confirmed_at} after {loaded_at}");
+            assert_eq!(later_keys, keys, "the same keys, confirmed");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the unchanged file was not counted as checked: {later_checks} checks"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    // A load logs `keys loaded` with the set's version; none follows the
+    // start for a file that never changes.
+    let log = served.log_so_far();
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("keys loaded") && l.contains("version=")),
+        "an unchanged file is not loaded again: {log:#?}"
+    );
 }
 
 #[test]

@@ -11,15 +11,6 @@ use jwtd::pb::verifier_service_client::VerifierServiceClient;
 use serde_json::json;
 use support::*;
 
-/// The value of the sample whose line starts with `series` (name and labels).
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .map(|v| v.parse().unwrap())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn metrics_count_a_mixed_batch() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")

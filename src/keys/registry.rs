@@ -499,7 +499,11 @@ async fn run(
         let entered = span.enter();
         record_fetch(&span, &outcome);
         wait = match outcome {
-            Ok(Loaded::Unchanged) => next_interval(&policy, None, true),
+            Ok(Loaded::Unchanged) => {
+                // The keys are confirmed current: a success for freshness.
+                telemetry::keys_confirmed(&slot.issuer, telemetry::unix_now());
+                next_interval(&policy, None, true)
+            }
             Ok(Loaded::Set(mut set, refused, max_age)) => {
                 if let Some(previous) = registry.keys_of(&slot.issuer) {
                     set.adopt(&previous);

@@ -28,12 +28,15 @@ pub const MEMO_MISSES: &str = "jwtd_memo_misses_total";
 pub const MEMO_ENTRIES: &str = "jwtd_memo_entries";
 /// Entries evicted to stay within the memo's bounds.
 pub const MEMO_EVICTIONS: &str = "jwtd_memo_evictions_total";
-/// Key-set loads by issuer and result (`ok`, `error`).
+/// Key-set loads and checks by issuer and result (`ok`: loaded, or found
+/// unchanged by a 304 or the file's unchanged stamp; `error`).
 pub const JWKS_FETCHES: &str = "jwtd_jwks_fetches_total";
 /// Keys in each issuer's current set.
 pub const KEYS_LOADED: &str = "jwtd_keys_loaded";
-/// When each issuer's keys last loaded (seconds since the epoch); seconds
-/// since then is `time() - jwtd_jwks_last_success_timestamp_seconds`.
+/// When each issuer's keys were last loaded or confirmed unchanged (seconds
+/// since the epoch): how fresh they are is
+/// `time() - jwtd_jwks_last_success_timestamp_seconds`, which the
+/// `JwtdKeysStale` alert reads.
 pub const JWKS_LAST_SUCCESS: &str = "jwtd_jwks_last_success_timestamp_seconds";
 /// Tokens per Verify call.
 pub const BATCH_SIZE: &str = "jwtd_batch_size";
@@ -158,6 +161,13 @@ pub fn key_load(issuer: &str, ok: bool, keys: usize, now_unix: f64) {
         gauge!(KEYS_LOADED, "issuer" => issuer.to_owned()).set(keys as f64);
         gauge!(JWKS_LAST_SUCCESS, "issuer" => issuer.to_owned()).set(now_unix);
     }
+}
+
+/// A check that found an issuer's keys unchanged (a 304, or the file's
+/// stamp): a success, for freshness.
+pub fn keys_confirmed(issuer: &str, now_unix: f64) {
+    counter!(JWKS_FETCHES, "issuer" => issuer.to_owned(), "result" => "ok").increment(1);
+    gauge!(JWKS_LAST_SUCCESS, "issuer" => issuer.to_owned()).set(now_unix);
 }
 
 /// The size of one Verify batch.

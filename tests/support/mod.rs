@@ -81,6 +81,16 @@ pub fn binary_config(extra: &str) -> Scratch {
     )
 }
 
+/// The value of the sample in a Prometheus text page whose line starts
+/// with `series` (name and labels); 0 when there is none.
+pub fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(0.0)
+}
+
 pub fn read(path: &str) -> Vec<u8> {
     std::fs::read(data(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }

@@ -1,6 +1,7 @@
 """End to end: Debian's Prometheus scrapes a running jwtd with
 jwtd-rules.yaml loaded, while ghz drives traffic and the issuer's JWKS
-endpoint goes down.
+endpoint goes down; then every query of the Grafana dashboard
+(deploy/grafana/jwtd-dashboard.json) runs against that Prometheus.
 
     python3 deploy/prometheus/e2e.py JWTD_BIN GHZ_BIN [PROMETHEUS_BIN]
 
@@ -17,7 +18,15 @@ Steps, all on loopback, each bounded in time:
 4. the JWKS server starts answering 500: after max_stale_seconds jwtd
    answers KEYS_UNAVAILABLE, and the script waits until Prometheus's
    JwtdKeysUnavailable alert is firing, and checks that no other alert
-   fired on the healthy traffic before the outage.
+   fired on the healthy traffic before the outage;
+5. the dashboard: every panel query (Grafana's `$__rate_interval` as 1m,
+   `$instance` as all) must be accepted by Prometheus and return data, and
+   every metric it names must be on the running jwtd's /metrics page (or,
+   for `jwtd:` names, be a recording rule), so the dashboard cannot drift
+   from the code. The config turns on what the dashboard shows: a
+   revocation list (with a revoked jti and a bad line), a caller with a
+   burst of 1 (refused `over_burst`), and an OTLP endpoint nobody listens
+   on (span exports counted as errors).
 
 Exits 0 when all of that happens, 1 with what was missing otherwise.
 Needs Python 3.11+ only (stdlib).
@@ -33,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -94,6 +104,33 @@ def alerts(prom):
         return json.load(r)["data"]["alerts"]
 
 
+def check_dashboard(prom, metrics, rules):
+    """Every panel query runs and returns data; every metric it names exists."""
+    dashboard = json.loads((ROOT / "deploy/grafana/jwtd-dashboard.json").read_text())
+    panels = [p for top in dashboard["panels"] for p in [top, *top.get("panels", [])]]
+    exprs = [(p["title"], t["expr"]) for p in panels for t in p.get("targets", [])]
+    with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5) as r:
+        exported = {re.sub(r"_(bucket|count|sum)$", "", line.split("{")[0].split(" ")[0])
+                    for line in r.read().decode().splitlines() if line and not line.startswith("#")}
+    recorded = set(re.findall(r"record: (\S+)", rules))
+    problems = []
+    for title, expr in exprs:
+        for name in set(re.findall(r"\b((?:jwtd|process)_[a-z_]+|jwtd:[a-z0-9_:]+)", expr)):
+            base = re.sub(r"_(bucket|count|sum)$", "", name)
+            if name not in recorded and base not in exported:
+                problems.append(f"{title}: {name} is not on jwtd's /metrics")
+        promql = expr.replace("$__rate_interval", "1m").replace("$instance", ".*")
+        try:
+            if not query(prom, promql):
+                problems.append(f"{title}: no data for {promql}")
+        except urllib.error.HTTPError as e:
+            problems.append(f"{title}: Prometheus refused {promql}: {e.read().decode()[:200]}")
+    if problems:
+        sys.exit("e2e: dashboard:\n  " + "\n  ".join(problems))
+    print(f"e2e: dashboard: {len(exprs)} queries of {len(panels)} panels run and return data; "
+          f"every metric they name is exported")
+
+
 def main():
     jwtd_bin, ghz = sys.argv[1], sys.argv[2]
     prometheus = sys.argv[3] if len(sys.argv) > 3 else shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -119,7 +156,20 @@ refresh_seconds = 1
 min_refresh_seconds = 1
 max_refresh_seconds = 2
 max_stale_seconds = 3
+[revocation]
+file = "revoked.jsonl"
+refresh_seconds = 1
+[callers]
+identity = "header:x-caller"
+[[callers.caller]]
+id = "greedy"
+tokens_per_second = 1
+burst = 1
+[telemetry]
+otlp_endpoint = "http://127.0.0.1:{free_port()}"
 """)
+        (work / "revoked.jsonl").write_text(
+            json.dumps({"iss": ISSUER, "jti": "gone", "exp": int(time.time()) + 3600}) + "\nnot json\n")
         log = open(work / "jwtd.log", "w")
         procs.append(subprocess.Popen([jwtd_bin, "--config", str(config)], stderr=log))
 
@@ -152,13 +202,16 @@ scrape_configs:
                 check=True, capture_output=True, text=True).stdout.strip()
 
         valid, expired = mint(), mint("--ttl", "-3600")
-        verify = json.dumps({"tokens": [valid, expired, "not-a-token", valid]})
+        revoked = mint("--claim", 'jti="gone"')
+        verify = json.dumps({"tokens": [valid, expired, "not-a-token", valid, revoked]})
         check = json.dumps({"attributes": {"request": {"http": {"headers": {"authorization": f"Bearer {valid}"}}}}})
 
         def drive(seconds):
-            for call, data in (("jwtd.v1.VerifierService/Verify", verify),
-                               ("envoy.service.auth.v3.Authorization/Check", check)):
+            for call, data, caller in (("jwtd.v1.VerifierService/Verify", verify, "web"),
+                                       ("envoy.service.auth.v3.Authorization/Check", check, "mesh"),
+                                       ("jwtd.v1.VerifierService/Verify", verify, "greedy")):
                 subprocess.run([ghz, "--insecure", "--call", call, "-d", data, "--rps", "50",
+                                "-m", json.dumps({"x-caller": caller}),
                                 "-z", f"{seconds}s", f"127.0.0.1:{grpc}"],
                                check=True, capture_output=True, timeout=seconds + 30)
 
@@ -190,6 +243,7 @@ scrape_configs:
         fired = wait("JwtdKeysUnavailable firing", firing)
         print(f"e2e: JwtdKeysUnavailable firing {time.monotonic() - outage:.0f} s after the JWKS "
               f"endpoint went down: {fired[0]['annotations']['summary']}")
+        check_dashboard(prom_addr, f"127.0.0.1:{metrics}", rules)
     except SystemExit as failure:
         if failure.code not in (0, None):
             for name in ("jwtd.log", "prometheus.log"):

@@ -126,7 +126,24 @@ pub fn serve_metrics(addr: SocketAddr) -> Result<(), TelemetryError> {
         )
         .map_err(fail)?
         .install()
-        .map_err(fail)
+        .map_err(fail)?;
+    // A counter appears on /metrics at its first event; this one shows 0
+    // from the start (the dashboard's span panel, and any rate() over it).
+    counter!(SPANS_DROPPED).increment(0);
+    // The standard process metrics (CPU, resident memory, start time, file
+    // descriptors, threads), read from /proc once a second: a scrape sees
+    // them at most a second old.
+    let process = metrics_process::Collector::default();
+    process.describe();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            process.collect();
+        }
+    });
+    Ok(())
 }
 
 /// `count` outcomes with one label set. `issuer` must be a configured

@@ -1,6 +1,8 @@
 //! Compiles `proto/` with protox (pure Rust, so no system `protoc` is needed)
 //! and generates the tonic service code plus an encoded descriptor set for
 //! server reflection.
+//!
+//! Decision record: `docs/adr/0006-protox-instead-of-protoc.md`.
 
 use std::{env, fs, path::PathBuf};
 

@@ -3,7 +3,8 @@
 Each file is valid alone (kubernetes-validate, check-jsonschema); this checks
 that they agree: ports, the Service's name, the health service names, the
 extension provider's name, and terminationGracePeriodSeconds against the
-config's drain. Run by .ci/run with the deploy venv (PyYAML); prints one line
+config's drain; the alert rules against the runbook and the metric names in
+the code; and the decision records the code names against docs/adr/. Run by .ci/run with the deploy venv (PyYAML); prints one line
 per failed check and exits 1 if any.
 """
 
@@ -127,6 +128,11 @@ for alert in alerts:
     url = notes.get("runbook_url", "")
     check(url == f"docs/runbook.md#{alert['alert'].lower()}" and alert["alert"].lower() in anchors,
           f"{alert['alert']}: runbook_url must be docs/runbook.md#{alert['alert'].lower()}, a heading there")
+
+# Decision records named in the code exist.
+for source in sorted((ROOT.parent / "src").rglob("*.rs")) + [ROOT.parent / "build.rs"]:
+    for adr in re.findall(r"docs/adr/[0-9a-z-]+\.md", source.read_text()):
+        check((ROOT.parent / adr).is_file(), f"{source.relative_to(ROOT.parent)} names {adr}, which does not exist")
 
 for f in failures:
     print(f"deploy/check_refs.py: {f}")

@@ -28,6 +28,8 @@
 //!   with ±20% jitter so replicas do not fetch in lock-step. Files are checked
 //!   every `refresh_seconds` (default 5) and re-read only when their
 //!   modification time or size changed.
+//!
+//! Decision record: `docs/adr/0001-snapshots-and-papaya-on-the-read-path.md`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -58,6 +58,8 @@
 //!   (~7 ms of SHA-256 then) does not hold up the health checks and HTTP/2
 //!   PINGs that share its reactor thread. Smaller batches are scanned
 //!   in place: the hand-off (~10–20 µs) would cost more than it saves.
+//!
+//! Decision record: `docs/adr/0002-rayon-pool-for-signature-checks.md`.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};

@@ -49,6 +49,8 @@
 //!   insert path only; hits never touch it.
 //! - **Expiry**: an entry never outlives its token's `exp` plus leeway, nor
 //!   `memo_max_ttl_seconds`; an expired entry is a miss.
+//!
+//! Decision record: `docs/adr/0001-snapshots-and-papaya-on-the-read-path.md`.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;

@@ -30,6 +30,8 @@
 //!   second token), and lookups borrow ([`TokenRef`]), so a hit neither
 //!   allocates nor touches a reference count. The price is the token's
 //!   bytes in every entry, accounted in the memo's byte bound.
+//!
+//! Decision record: `docs/adr/0003-memo-key-and-negative-memo.md`.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;

@@ -46,6 +46,8 @@
 //!
 //! HTTP codes are chosen in [`http_status_of`] (a rejected token) and
 //! [`not_now_http`] (a Check jwtd will not do now), and nowhere else.
+//!
+//! Decision record: `docs/adr/0004-keys-unavailable-is-its-own-status.md`.
 
 use std::borrow::Cow;
 use std::collections::HashMap;

@@ -36,6 +36,8 @@
 //! - The text must be UTF-8 as a whole, checked once by the caller's `&str`:
 //!   JSON outside strings is ASCII, so this accepts exactly what a byte parse
 //!   that checked every string accepts.
+//!
+//! Decision record: `docs/adr/0007-strict-json.md`.
 
 use std::borrow::Cow;
 use std::collections::HashSet;

@@ -20,6 +20,8 @@
 //! times before for the token of `tests/allocations.rs`, issue 14); per
 //! HS256 token, the work beside the MAC fell from 20.0k to 16.0k
 //! instructions (BENCHMARKS.md).
+//!
+//! Decision record: `docs/adr/0005-verification-order.md`.
 
 use std::sync::Arc;
 

@@ -27,7 +27,11 @@ fn dir(name: &str) -> tempfile::TempDir {
 
 /// Writes the server's files (atomically, as a rotation would) into `dir`.
 fn write_server_files(dir: &Path, ca: &Ca, client_ca: Option<&Ca>) -> TlsConfig {
-    let (cert, key) = ca.issue("localhost", true);
+    write_files(dir, ca.issue("localhost", true), client_ca)
+}
+
+/// Writes a server certificate and key, and the client CA, into `dir`.
+fn write_files(dir: &Path, (cert, key): (String, String), client_ca: Option<&Ca>) -> TlsConfig {
     let put = |name: &str, text: &str| {
         let tmp = dir.join(format!("{name}.tmp"));
         std::fs::write(&tmp, text).unwrap();
@@ -180,6 +184,53 @@ async fn rotated_certificates_are_picked_up_without_a_restart() {
         call(&server, &ca2, Some(clients2.issue("svc", false))).await,
         Ok(Status::Valid)
     );
+    server.stop().await;
+}
+
+/// The running certificate's expiry is on /metrics and follows a rotation
+/// (the `JwtdCertificateExpiringSoon` alert of deploy/prometheus reads it).
+/// The only test of this file that installs the metrics recorder, which is
+/// one per process.
+#[tokio::test]
+async fn the_certificate_expiry_is_published_and_follows_a_rotation() {
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap();
+    jwtd::telemetry::serve_metrics(metrics).unwrap();
+    let expiry = || async move {
+        let text = reqwest::get(format!("http://{metrics}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        sample(&text, "jwtd_tls_certificate_expiry_timestamp_seconds")
+    };
+    let folder = dir("expiry");
+    let ca = Ca::new("CA");
+    let config = write_files(
+        folder.path(),
+        ca.issue_server_until("localhost", 2031),
+        None,
+    );
+    let server = start(config).await;
+    // 2031-01-01T00:00:00Z.
+    assert_eq!(expiry().await, 1_924_992_000.0);
+
+    write_files(
+        folder.path(),
+        ca.issue_server_until("localhost", 2032),
+        None,
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    // 2032-01-01T00:00:00Z, once the rotation is read.
+    while expiry().await != 1_956_528_000.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expiry did not follow the rotation"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.stop().await;
 }
 

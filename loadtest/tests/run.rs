@@ -287,7 +287,9 @@ async fn each_view_is_sent_and_its_shape_checked() {
 enum Stub {
     /// Every other cold call shed with a pushback of 7 ms; hot calls served.
     Sheds,
-    /// As Sheds, but hot calls are shed too (a broken admission control).
+    /// As Sheds, and every hot call shed too (a broken admission control).
+    /// Every one, not every other: the priming calls alternate hot and cold,
+    /// so "every other call" could leave the hot ones all unshed.
     ShedsHot,
     /// Every other cold call RESOURCE_EXHAUSTED without a pushback trailer.
     NoPushback,
@@ -317,7 +319,7 @@ impl jwtd::pb::verifier_service_server::VerifierService for StubServer {
         }
         let shed = match self.mode {
             Stub::Sheds | Stub::NoPushback => !hot && n.is_multiple_of(2),
-            Stub::ShedsHot => n.is_multiple_of(2),
+            Stub::ShedsHot => hot || n.is_multiple_of(2),
             Stub::Slow => false,
         };
         if shed {

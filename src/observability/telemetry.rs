@@ -82,6 +82,10 @@ pub const REVOCATION_REFUSED: &str = "jwtd_revocation_refused_entries_total";
 /// them by issuer too.
 pub const REVOKED: &str = "jwtd_revoked_tokens_total";
 
+/// When the running TLS certificate expires (seconds since the epoch); set
+/// at start and on every reload, only with `[tls]`.
+pub const TLS_CERT_EXPIRY: &str = "jwtd_tls_certificate_expiry_timestamp_seconds";
+
 /// Spans dropped because the export queue was full (collector slow or down).
 pub const SPANS_DROPPED: &str = "jwtd_trace_spans_dropped_total";
 /// Spans handed to the OTLP exporter, by result (`ok`, `error`).
@@ -255,6 +259,11 @@ pub fn revoked(by: &crate::verifier::verify::RevokedBy) {
         crate::verifier::verify::RevokedBy::Subject { .. } => "subject",
     };
     counter!(REVOKED, "by" => by).increment(1);
+}
+
+/// The running certificate's expiry, in seconds since the epoch.
+pub fn tls_certificate_expiry(at_unix: u64) {
+    gauge!(TLS_CERT_EXPIRY).set(at_unix as f64);
 }
 
 /// Spans dropped before export.

@@ -29,6 +29,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::config::settings::TlsConfig;
 use crate::keys::stamp::{Stamp, stamp};
+use crate::observability::telemetry;
 
 /// Longest a TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,14 +60,22 @@ fn file_error(path: &Path, reason: impl ToString) -> TlsError {
 
 /// Builds the rustls config the files describe.
 pub fn server_config(config: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
+    build(config).map(|(server, _)| server)
+}
+
+/// The rustls config, and when its certificate (the first of the chain)
+/// expires, in seconds since the epoch (`None` when it does not decode as
+/// X.509, which rustls would then refuse anyway).
+fn build(config: &TlsConfig) -> Result<(Arc<ServerConfig>, Option<u64>), TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let certs = CertificateDer::pem_file_iter(&config.cert_file)
         .map_err(|e| file_error(&config.cert_file, e))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| file_error(&config.cert_file, e))?;
-    if certs.is_empty() {
+    let Some(leaf) = certs.first() else {
         return Err(file_error(&config.cert_file, "no certificate in the file"));
-    }
+    };
+    let expires = not_after(leaf);
     let key = PrivateKeyDer::from_pem_file(&config.key_file)
         .map_err(|e| file_error(&config.key_file, e))?;
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
@@ -94,7 +103,31 @@ pub fn server_config(config: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> 
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
     server.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Arc::new(server))
+    Ok((Arc::new(server), expires))
+}
+
+/// A certificate's `notAfter`, in seconds since the epoch.
+fn not_after(der: &[u8]) -> Option<u64> {
+    use x509_cert::Certificate;
+    use x509_cert::der::Decode as _;
+
+    let cert = Certificate::from_der(der).ok()?;
+    Some(
+        cert.tbs_certificate
+            .validity
+            .not_after
+            .to_unix_duration()
+            .as_secs(),
+    )
+}
+
+/// Publishes the running certificate's expiry
+/// (`jwtd_tls_certificate_expiry_timestamp_seconds`, read by the
+/// `JwtdCertificateExpiringSoon` alert).
+fn publish_expiry(expires: Option<u64>) {
+    if let Some(at) = expires {
+        telemetry::tls_certificate_expiry(at);
+    }
 }
 
 /// The stamp of each file, to notice a change.
@@ -115,7 +148,9 @@ pub fn incoming(
 ) -> Result<impl Stream<Item = std::io::Result<TlsStream<TcpStream>>>, TlsError> {
     // Stamped before the read: a change after it is seen at the first check.
     let seen = stamps(&config);
-    let current = Arc::new(ArcSwap::new(server_config(&config)?));
+    let (server, expires) = build(&config)?;
+    publish_expiry(expires);
+    let current = Arc::new(ArcSwap::new(server));
     tokio::spawn(reload(config, seen, Arc::clone(&current)));
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
@@ -166,9 +201,10 @@ async fn reload(config: TlsConfig, mut seen: Vec<Stamp>, current: Arc<ArcSwap<Se
         if now == seen {
             continue;
         }
-        match server_config(&config) {
-            Ok(server) => {
+        match build(&config) {
+            Ok((server, expires)) => {
                 current.store(server);
+                publish_expiry(expires);
                 seen = now;
                 tracing::info!(cert = %config.cert_file.display(), "TLS certificates reloaded");
             }
@@ -177,5 +213,22 @@ async fn reload(config: TlsConfig, mut seen: Vec<Stamp>, current: Arc<ArcSwap<Se
                 tracing::error!("TLS reload failed, keeping the running certificates: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_after_is_the_certificates_expiry() {
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["jwtd.test".to_owned()]).expect("params");
+        params.not_after = rcgen::date_time_ymd(2031, 1, 2);
+        let cert = params.self_signed(&key).expect("a certificate");
+        // 2031-01-02T00:00:00Z.
+        assert_eq!(not_after(cert.der()), Some(1_925_078_400));
+        assert_eq!(not_after(b"not a certificate"), None);
     }
 }

@@ -37,6 +37,19 @@ impl Ca {
         (cert.pem(), key.serialize_pem())
     }
 
+    /// (certificate PEM, key PEM) of a server certificate for `name` that
+    /// expires at the start of `year` (UTC).
+    pub fn issue_server_until(&self, name: &str, year: i32) -> (String, String) {
+        let key = KeyPair::generate().expect("rcgen");
+        let mut params = CertificateParams::new(vec![name.to_owned()]).expect("rcgen");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.not_after = rcgen::date_time_ymd(year, 1, 1);
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).expect("rcgen");
+        (cert.pem(), key.serialize_pem())
+    }
+
     /// (certificate PEM, key PEM) of a client certificate whose subject
     /// alternative names are `uris` then `dns`, in that order.
     pub fn issue_client(&self, uris: &[&str], dns: &[&str]) -> (String, String) {

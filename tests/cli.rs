@@ -11,7 +11,7 @@ mod support;
 use jwtd::pb::verifier_service_client::VerifierServiceClient;
 use jwtd::pb::{Status, VerifyRequest};
 use support::process::{Running, Served, jwtd};
-use support::{sample, scratch};
+use support::{free_port, sample, scrape_metrics, scratch};
 
 fn mint_dev_token(extra: &[&str]) -> String {
     let out = jwtd()
@@ -190,10 +190,7 @@ async fn serves_the_dev_config_and_stops_on_sigterm() {
 /// deploy/prometheus reads it), and the fetch counter counts the checks.
 #[tokio::test]
 async fn an_unchanged_key_file_is_a_fresh_check() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = free_port();
     let config = dev_config_text()
         .replace(
             "metrics_listen = \"127.0.0.1:0\"",
@@ -207,12 +204,7 @@ async fn an_unchanged_key_file_is_a_fresh_check() {
     let mut served = Served::start(&path);
     served.address();
     let scrape = || async {
-        let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-            .await
-            .expect("scrapes")
-            .text()
-            .await
-            .expect("text");
+        let text = scrape_metrics(format!("127.0.0.1:{port}")).await;
         let issuer = r#"{issuer="https://dev.jwtd.local""#;
         (
             sample(

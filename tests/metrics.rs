@@ -13,12 +13,7 @@ use support::*;
 
 #[tokio::test]
 async fn metrics_count_a_mixed_batch() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     jwtd::telemetry::serve_metrics(addr).unwrap();
 
     let server = Server::start(
@@ -56,12 +51,7 @@ async fn metrics_count_a_mixed_batch() {
         .await;
     assert!(over.is_err());
 
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape_metrics(addr).await;
     let v = |series: &str| sample(&text, series);
     let iss = ISS;
     // First call: the valid token checked once (its duplicate copies the

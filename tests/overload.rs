@@ -34,15 +34,6 @@ fn live_token(n: u32) -> String {
     independent_token("EdDSA", &c)
 }
 
-/// A loopback port free a moment ago, for /metrics.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn request(tokens: Vec<String>) -> VerifyRequest {
     VerifyRequest {
         tokens,
@@ -257,12 +248,7 @@ async fn flood(mode: &str) {
     assert!(!after.results[0].cached);
 
     // The metrics name the shedding.
-    let text = reqwest::get(format!("http://127.0.0.1:{metrics}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape_metrics(format!("127.0.0.1:{metrics}")).await;
     let shed_line = text
         .lines()
         .find(|l| {

@@ -36,14 +36,6 @@ impl Drop for Nginx {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn verify_check_and_health_pass_through_nginx_grpc_pass() {
     let Some(nginx) = nginx() else {

@@ -34,14 +34,6 @@ fn redis_server() -> Option<PathBuf> {
     found
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A redis-server on `port`, its files in `dir`, killed when dropped.
 struct Redis {
     _child: Running,

@@ -193,17 +193,10 @@ async fn rotated_certificates_are_picked_up_without_a_restart() {
 /// one per process.
 #[tokio::test]
 async fn the_certificate_expiry_is_published_and_follows_a_rotation() {
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap();
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     jwtd::telemetry::serve_metrics(metrics).unwrap();
     let expiry = || async move {
-        let text = reqwest::get(format!("http://{metrics}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = scrape_metrics(metrics).await;
         sample(&text, "jwtd_tls_certificate_expiry_timestamp_seconds")
     };
     let folder = dir("expiry");

@@ -536,11 +536,7 @@ async fn an_unreachable_collector_costs_dropped_spans_not_failed_calls() {
     let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", black_hole.local_addr().unwrap());
     // A free port for /metrics (the exporter does not report an ephemeral one).
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    let metrics = format!("127.0.0.1:{}", support::free_port());
     let config = support::scratch(
         "blackhole.toml",
         &format!(

@@ -176,11 +176,11 @@ pub fn memo_state(entries: usize, evictions: usize) {
 
 /// A key-set load attempt for a configured issuer.
 pub fn key_load(issuer: &str, ok: bool, keys: usize, now_unix: f64) {
-    let result = if ok { "ok" } else { "error" };
-    counter!(JWKS_FETCHES, "issuer" => issuer.to_owned(), "result" => result).increment(1);
     if ok {
+        keys_confirmed(issuer, now_unix);
         gauge!(KEYS_LOADED, "issuer" => issuer.to_owned()).set(keys as f64);
-        gauge!(JWKS_LAST_SUCCESS, "issuer" => issuer.to_owned()).set(now_unix);
+    } else {
+        counter!(JWKS_FETCHES, "issuer" => issuer.to_owned(), "result" => "error").increment(1);
     }
 }
 

@@ -289,10 +289,7 @@ impl Claims {
 
 /// A malformed payload, as [`Malformed`] names it.
 fn syntax(problem: JsonProblem) -> Malformed {
-    match problem {
-        JsonProblem::Invalid => Malformed::NotObject(Part::Payload),
-        JsonProblem::Duplicate => Malformed::DuplicateMember(Part::Payload),
-    }
+    Malformed::json(problem, Part::Payload)
 }
 
 /// Reads the claims from `payload` in one pass (the payload itself is left

@@ -200,6 +200,16 @@ pub enum Malformed {
     SignatureTooLong,
 }
 
+impl Malformed {
+    /// Why `part` was refused, from the JSON scanner's answer.
+    pub(crate) fn json(problem: JsonProblem, part: Part) -> Malformed {
+        match problem {
+            JsonProblem::Invalid => Malformed::NotObject(part),
+            JsonProblem::Duplicate => Malformed::DuplicateMember(part),
+        }
+    }
+}
+
 /// The longest signature of a supported key (RSA-8192).
 pub const MAX_SIGNATURE_BYTES: usize = 1024;
 
@@ -408,10 +418,7 @@ fn decode(part: &str, which: Part) -> Result<Vec<u8>, Malformed> {
 
 /// Parses the protected header strictly (see the module docs).
 pub fn parse_header(bytes: &[u8]) -> Result<Header, Malformed> {
-    let syntax = |problem| match problem {
-        JsonProblem::Invalid => Malformed::NotObject(Part::Header),
-        JsonProblem::Duplicate => Malformed::DuplicateMember(Part::Header),
-    };
+    let syntax = |problem| Malformed::json(problem, Part::Header);
     let text = std::str::from_utf8(bytes).map_err(|_| syntax(JsonProblem::Invalid))?;
     let mut scan = Scanner::new(text);
     let mut seen = Seen::default();

@@ -81,6 +81,26 @@ pub fn binary_config(extra: &str) -> Scratch {
     )
 }
 
+/// A loopback port free a moment ago (for a listener that does not report
+/// the ephemeral port it got, such as /metrics).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The Prometheus text page at `http://{addr}/metrics`.
+pub async fn scrape_metrics(addr: impl std::fmt::Display) -> String {
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// The value of the sample in a Prometheus text page whose line starts
 /// with `series` (name and labels); 0 when there is none.
 pub fn sample(text: &str, series: &str) -> f64 {

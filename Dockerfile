@@ -8,11 +8,13 @@
 #       --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" .
 #   docker run --rm -p 50051:50051 -p 9464:9464 jwtd:0.1.0
 #
-# No container engine runs in this repository's CI, so the image itself is not
-# built there. What CI does exercise: the build command below is the one
-# .ci/run already runs (`cargo build --release --locked --bin jwtd`), the
-# example config is checked with `jwtd check-config`, and hadolint lints this
-# file (the "deploy" block at the end of .ci/run).
+# CI builds this file as it is with podman and runs the image as a user
+# would (deploy/image/build.sh, then tests/image.rs): non-root on a read-only
+# root filesystem, gRPC health SERVING, a token verifying, `--version` naming
+# the commit, SIGTERM draining to exit 0. CI reaches no image registry,
+# so deploy/image/make-bases.sh makes stand-ins for the two bases below from
+# Debian's packages; users build with the official ones. hadolint lints this
+# file.
 
 # The toolchain CI and developers use (rust-version in Cargo.toml is the
 # floor, 1.88; the builds are made and tested with 1.95). Bookworm, so the
@@ -51,10 +53,14 @@ COPY --from=skeleton /skeleton ./
 RUN cargo build --release --locked --bin jwtd
 # 2. The real sources. COPY keeps the context's modification times, which can
 #    be older than the stub build's outputs: touch every Rust file so cargo
-#    rebuilds jwtd's own crates instead of keeping the stub binary.
+#    rebuilds jwtd's own crates instead of keeping the stub binary. The
+#    context has no .git, so the commit `jwtd --version` prints comes from
+#    REVISION (build.rs reads JWTD_REVISION); declared here, below the
+#    dependency layer, so a new commit does not rebuild the dependencies.
 COPY . .
+ARG REVISION=unknown
 RUN find . -path ./target -prune -o -name '*.rs' -print0 | xargs -0 touch \
- && cargo build --release --locked --bin jwtd \
+ && JWTD_REVISION="${REVISION}" cargo build --release --locked --bin jwtd \
  && ./target/release/jwtd --version
 
 # ---- runtime ---------------------------------------------------------------

@@ -30,6 +30,17 @@ pub mod verifier;
 
 // The layers are folders; each module is also named at the crate root, so
 // callers write `jwtd::verify`, `jwtd::engine`, whatever folder holds it.
+/// The version and the commit jwtd was built from, as `jwtd --version`
+/// prints them and the start-up log records them: `0.1.0 (commit 1a2b…)`.
+/// The commit is `unknown` in a build from neither a git checkout nor the
+/// Dockerfile (build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("JWTD_COMMIT"),
+    ")"
+);
+
 pub use keys::registry;
 pub use observability::{audit, otel, telemetry};
 pub use runtime::{engine, memo};

@@ -29,7 +29,7 @@ use tracing_subscriber::EnvFilter;
 /// reflection on the configured `listen` address. Logs go to
 /// stderr; RUST_LOG filters them (default "info").
 #[derive(Debug, Parser)]
-#[command(name = "jwtd", version, propagate_version = true)]
+#[command(name = "jwtd", version = jwtd::VERSION, propagate_version = true)]
 struct Cli {
     /// The TOML config file.
     #[arg(long, short = 'c', env = "JWTD_CONFIG", global = true)]
@@ -361,7 +361,7 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
     } else {
         "plaintext"
     };
-    tracing::info!(%addr, scheme, "jwtd ready: serving jwtd.v1.VerifierService, envoy.service.auth.v3.Authorization, grpc.health.v1 and reflection");
+    tracing::info!(%addr, scheme, version = jwtd::VERSION, "jwtd ready: serving jwtd.v1.VerifierService, envoy.service.auth.v3.Authorization, grpc.health.v1 and reflection");
     let reloads = tokio::spawn(reload_on_sighup(
         path,
         config.clone(),

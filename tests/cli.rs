@@ -52,6 +52,27 @@ fn help_documents_the_commands() {
     }
 }
 
+/// `jwtd --version` names the commit it was built from (build.rs): this
+/// checkout's HEAD, or `unknown` outside a git checkout.
+#[test]
+fn version_names_the_commit() {
+    let out = jwtd().arg("--version").output().expect("runs");
+    assert!(out.status.success());
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or("unknown".to_owned(), |o| {
+            String::from_utf8(o.stdout).unwrap().trim().to_owned()
+        });
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("jwtd {} (commit {head})", env!("CARGO_PKG_VERSION"))
+    );
+}
+
 #[test]
 fn check_config_accepts_the_dev_config() {
     let out = jwtd()

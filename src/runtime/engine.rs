@@ -5,9 +5,13 @@
 //! memo entry is borrowed (no shared reference count is touched per hit).
 //!
 //! Decisions:
-//! - **rayon pool, sized to the cores**, for signature checks: CPU work never
-//!   runs on tokio's reactor threads. Each chunk of misses is one `par_iter`,
-//!   so every core works on a large batch; the async task awaits oneshots.
+//! - **A pool sized to the cores** ([`crate::runtime::pool`]) for signature
+//!   checks: CPU work never runs on tokio's reactor threads. Each chunk of
+//!   misses is split into pieces, about two per thread, so every core works
+//!   on a large batch; the last piece to finish answers the async task's
+//!   oneshot. Its idle threads park at once (rayon's spin cost ~25 µs of
+//!   CPU per one-token call under load:
+//!   `docs/adr/0008-a-pool-that-parks-at-once.md`).
 //! - **Memo hits never leave the calling task**: a hit is a fast keyed hash,
 //!   a lookup and a compare (well under 1 µs), cheaper than any hand-off.
 //!   The hash is computed once per token and serves the memo, the negative
@@ -59,15 +63,15 @@
 //!   PINGs that share its reactor thread. Smaller batches are scanned
 //!   in place: the hand-off (~10–20 µs) would cost more than it saves.
 //!
-//! Decision record: `docs/adr/0002-rayon-pool-for-signature-checks.md`.
+//! Decision records: `docs/adr/0002-rayon-pool-for-signature-checks.md` (the
+//! hand-off), `docs/adr/0008-a-pool-that-parks-at-once.md` (the pool).
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use rayon::prelude::*;
 use tracing::Instrument as _;
 
 pub use crate::config::settings::EngineConfig;
@@ -77,6 +81,8 @@ use crate::revocation::Revocations;
 use crate::runtime::admission::{Admission, Reservation, Shed};
 use crate::runtime::inflight::{Follower, InFlight, Join, Lead};
 use crate::runtime::memo::{self, Memo};
+use crate::runtime::pool::{self, Job as PoolJob, Pool};
+use crate::runtime::sync::lock;
 use crate::runtime::token_key::{KeyedHasher, TokenHasher, TokenKey, TokenRef};
 use crate::verifier::clock::Clock;
 use crate::verifier::policy::{Narrowing, Trust};
@@ -212,6 +218,38 @@ type Outcome = Result<Arc<Authenticated>, Rejection>;
 /// A pool job's answer: `None` when the call was cancelled.
 type Pending<R> = tokio::sync::oneshot::Receiver<Option<Vec<Done<R>>>>;
 
+/// The pieces of one hand-off to the pool, gathered: the last piece to
+/// finish releases the reservation and sends them all.
+struct Gather<R> {
+    /// `None` once a piece was cancelled.
+    done: Option<Vec<Done<R>>>,
+    left: usize,
+    tx: Option<tokio::sync::oneshot::Sender<Option<Vec<Done<R>>>>>,
+    reserved: Option<Reservation>,
+}
+
+/// Adds a finished piece to its hand-off; sends the whole when it was the
+/// last. A piece that panicked never arrives: the sender is dropped with
+/// the last piece's hold on `gather`, and the call sees it as cancelled.
+fn gathered<R>(gather: &Mutex<Gather<R>>, piece: Option<Vec<Done<R>>>) {
+    let (tx, reserved, done) = {
+        let mut g = lock(gather);
+        match (g.done.as_mut(), piece) {
+            (Some(all), Some(mut piece)) => all.append(&mut piece),
+            _ => g.done = None,
+        }
+        g.left -= 1;
+        if g.left > 0 {
+            return;
+        }
+        (g.tx.take(), g.reserved.take(), g.done.take())
+    };
+    drop(reserved);
+    if let Some(tx) = tx {
+        let _ = tx.send(done);
+    }
+}
+
 /// Waits for a pool job and sorts its answers.
 async fn collect<R>(rx: Pending<R>) -> Result<Rendered<R>, EngineError> {
     let Ok(Some(done)) = rx.await else {
@@ -289,7 +327,7 @@ pub struct Engine {
     memo: Memo<Arc<Authenticated>>,
     negative: Memo<Arc<Negative>>,
     config: EngineConfig,
-    pool: rayon::ThreadPool,
+    pool: Pool,
     threads: usize,
     admission: Arc<Admission>,
     inflight: Arc<InFlight<Shared>>,
@@ -313,11 +351,7 @@ impl Engine {
             0 => std::thread::available_parallelism().map_or(2, usize::from),
             n => n,
         };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("jwtd-verify-{i}"))
-            .start_handler(|_| lower_this_threads_priority())
-            .build()
+        let pool = Pool::new(threads, "jwtd-verify", lower_this_threads_priority)
             .map_err(|e| EngineError::Pool(e.to_string()))?;
         Ok(Engine {
             registry,
@@ -770,20 +804,39 @@ impl Engine {
         R: Send + 'static,
         F: Fn(Result<Verified<'_>, &Rejection>, bool) -> R + Send + Sync + Copy + 'static,
     {
-        self.authentications
-            .fetch_add(work.len() as u64, Ordering::Relaxed);
-        let engine = Arc::clone(self);
-        let job = job.clone();
+        let n = work.len();
+        self.authentications.fetch_add(n as u64, Ordering::Relaxed);
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.pool.spawn(move || {
-            let done: Option<Vec<Done<R>>> = work
-                .into_par_iter()
-                .with_min_len(4)
-                .map(|w| engine.check_one(&snapshot, &job, w, final_pass))
-                .collect();
-            drop(reserved);
-            let _ = tx.send(done);
-        });
+        let pieces = pool::pieces(n, self.threads);
+        let gather = Arc::new(Mutex::new(Gather {
+            done: Some(Vec::with_capacity(n)),
+            left: pieces,
+            tx: Some(tx),
+            reserved: Some(reserved),
+        }));
+        let mut work = work.into_iter();
+        let jobs: Vec<PoolJob> = (0..pieces)
+            .map(|p| {
+                let piece: Vec<Work> = work
+                    .by_ref()
+                    .take(n / pieces + usize::from(p < n % pieces))
+                    .collect();
+                let engine = Arc::clone(self);
+                let snapshot = Arc::clone(&snapshot);
+                let job = job.clone();
+                let gather = Arc::clone(&gather);
+                Box::new(move || {
+                    // Stops at the first cancelled token; dropping the rest
+                    // ends their leads.
+                    let done: Option<Vec<Done<R>>> = piece
+                        .into_iter()
+                        .map(|w| engine.check_one(&snapshot, &job, w, final_pass))
+                        .collect();
+                    gathered(&gather, done);
+                }) as PoolJob
+            })
+            .collect();
+        self.pool.submit(jobs);
         rx
     }
 

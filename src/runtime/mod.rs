@@ -5,5 +5,6 @@ pub mod admission;
 pub mod engine;
 pub mod inflight;
 pub mod memo;
+pub mod pool;
 pub(crate) mod sync;
 pub mod token_key;

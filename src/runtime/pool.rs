@@ -35,7 +35,6 @@ pub type Job = Box<dyn FnOnce() + Send + 'static>;
 /// A fixed set of worker threads over one queue.
 pub struct Pool {
     shared: Arc<Shared>,
-    threads: usize,
 }
 
 struct Shared {
@@ -83,12 +82,7 @@ impl Pool {
                     work(&shared);
                 })?;
         }
-        Ok(Pool { shared, threads })
-    }
-
-    /// The number of worker threads.
-    pub fn threads(&self) -> usize {
-        self.threads
+        Ok(Pool { shared })
     }
 
     /// Queues `jobs` behind those already queued, waking idle workers for

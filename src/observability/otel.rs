@@ -796,8 +796,9 @@ pub fn token_facts(token: &str, trust: &Trust) -> TokenFacts {
         iss: Option<String>,
     }
     let digest = super::token_fingerprint(token);
+    let mut signature = jose::SignatureBuf::new();
     let parsed = (token.len() <= trust.max_token_bytes())
-        .then(|| jose::parse_compact(token).ok())
+        .then(|| jose::parse_compact(token, &mut signature).ok())
         .flatten();
     let Some(compact) = parsed else {
         return TokenFacts {

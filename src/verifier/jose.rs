@@ -29,6 +29,7 @@
 //!   crate's strict engine ([`B64`]), which also encodes.
 
 use std::fmt;
+use std::mem::MaybeUninit;
 
 use crate::verifier::json::{JsonProblem, Scanner, Seen};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -235,23 +236,22 @@ impl AlgName {
     }
 }
 
-/// A decoded signature, kept inline (no allocation per token).
-#[derive(Clone)]
-pub struct Signature {
-    bytes: [u8; MAX_SIGNATURE_BYTES],
-    len: usize,
-}
+/// Room for a token's decoded signature, on the caller's stack:
+/// [`parse_compact`] decodes into it and [`Compact::signature`] borrows it,
+/// so a signature is never allocated, zeroed first or moved.
+pub struct SignatureBuf([MaybeUninit<u8>; MAX_SIGNATURE_BYTES]);
 
-impl Signature {
-    /// The signature bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
+impl SignatureBuf {
+    /// Room for the longest signature (not zeroed: only what a decode wrote
+    /// is ever read).
+    pub const fn new() -> Self {
+        Self([MaybeUninit::uninit(); MAX_SIGNATURE_BYTES])
     }
 }
 
-impl fmt::Debug for Signature {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Signature({} bytes)", self.len)
+impl Default for SignatureBuf {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -325,15 +325,15 @@ impl fmt::Debug for HeaderText {
 /// A compact JWS split into its parts, with header and signature decoded.
 /// The payload is decoded but not yet parsed.
 #[derive(Debug)]
-pub struct Compact<'t> {
+pub struct Compact<'t, 's> {
     /// `BASE64URL(header) '.' BASE64URL(payload)`: the bytes that were signed.
     pub signing_input: &'t [u8],
     /// The decoded protected header.
     pub header: Header,
     /// The decoded payload bytes, exactly as signed.
     pub payload: Vec<u8>,
-    /// The decoded signature.
-    pub signature: Signature,
+    /// The decoded signature, in the caller's [`SignatureBuf`].
+    pub signature: &'s [u8],
 }
 
 /// A media type as RFC 7515 §4.1.9 says `typ` compares: without regard to
@@ -348,7 +348,11 @@ pub fn normalized_type(typ: &str) -> String {
 }
 
 /// Splits and decodes a compact JWS. Does no cryptography.
-pub fn parse_compact(token: &str) -> Result<Compact<'_>, Malformed> {
+/// The signature is decoded into `signature`.
+pub fn parse_compact<'t, 's>(
+    token: &'t str,
+    signature: &'s mut SignatureBuf,
+) -> Result<Compact<'t, 's>, Malformed> {
     let mut dots = memchr::memchr_iter(b'.', token.as_bytes());
     let (Some(first), Some(second), None) = (dots.next(), dots.next(), dots.next()) else {
         let count = memchr::memchr_iter(b'.', token.as_bytes()).count() + 1;
@@ -364,21 +368,16 @@ pub fn parse_compact(token: &str) -> Result<Compact<'_>, Malformed> {
         &token[first + 1..second],
         &token[second + 1..],
     );
-    // Header and signature decode into stack buffers: only the payload,
-    // which a verified token keeps, is allocated.
-    let mut buf = [0u8; 512];
+    // Header and signature decode into stack buffers, neither zeroed: only
+    // the payload, which a verified token keeps, is allocated.
+    let mut buf = [MaybeUninit::uninit(); 512];
     let header = match decode_into(h, &mut buf, Part::Header)? {
         Some(header) => parse_header(header)?,
         None => parse_header(&decode(h, Part::Header)?)?,
     };
     let payload = decode(p, Part::Payload)?;
-    let mut signature = Signature {
-        bytes: [0; MAX_SIGNATURE_BYTES],
-        len: 0,
-    };
-    signature.len = match decode_into(s, &mut signature.bytes, Part::Signature)? {
-        Some(decoded) => decoded.len(),
-        None => return Err(Malformed::SignatureTooLong),
+    let Some(signature) = decode_into(s, &mut signature.0, Part::Signature)? else {
+        return Err(Malformed::SignatureTooLong);
     };
     Ok(Compact {
         signing_input: &token.as_bytes()[..h.len() + 1 + p.len()],
@@ -396,7 +395,7 @@ const TOKEN_B64: base64_simd::Base64 = base64_simd::URL_SAFE_NO_PAD;
 /// does not (nothing decoded).
 fn decode_into<'o>(
     part: &str,
-    out: &'o mut [u8],
+    out: &'o mut [MaybeUninit<u8>],
     which: Part,
 ) -> Result<Option<&'o [u8]>, Malformed> {
     let bad = |_| Malformed::Base64(which);
@@ -405,7 +404,7 @@ fn decode_into<'o>(
         return Ok(None);
     };
     let decoded = TOKEN_B64
-        .decode(part.as_bytes(), base64_simd::Out::from_slice(out))
+        .decode(part.as_bytes(), base64_simd::Out::from_uninit_slice(out))
         .map_err(bad)?;
     Ok(Some(decoded))
 }
@@ -500,11 +499,12 @@ mod tests {
     #[test]
     fn splits_a_compact_jws() {
         let t = token(r#"{"alg":"RS256","kid":"k1"}"#, r#"{"sub":"a"}"#);
-        let c = parse_compact(&t).expect("valid structure");
+        let mut signature = SignatureBuf::new();
+        let c = parse_compact(&t, &mut signature).expect("valid structure");
         assert_eq!(c.header.alg, AlgName::Known(Algorithm::RS256));
         assert_eq!(c.header.kid.as_deref(), Some("k1"));
         assert_eq!(c.payload, br#"{"sub":"a"}"#);
-        assert_eq!(c.signature.as_bytes(), b"sig");
+        assert_eq!(c.signature, b"sig");
         let dot2 = t.rfind('.').expect("has dots");
         assert_eq!(c.signing_input, &t.as_bytes()[..dot2]);
     }
@@ -513,21 +513,35 @@ mod tests {
     fn short_header_strings_stay_inline_and_long_ones_are_kept_whole() {
         for kid in ["", "k", &"x".repeat(64), &"é".repeat(40), &"y".repeat(300)] {
             let t = token(&format!(r#"{{"alg":"RS256","kid":"{kid}"}}"#), "{}");
-            let c = parse_compact(&t).expect("valid");
+            let mut signature = SignatureBuf::new();
+            let c = parse_compact(&t, &mut signature).expect("valid");
             assert_eq!(c.header.kid.as_deref(), Some(kid));
         }
         let t = token(r#"{"alg":"RS256","typ":"a\u0074+jwt"}"#, "{}");
-        let c = parse_compact(&t).expect("valid");
+        let mut signature = SignatureBuf::new();
+        let c = parse_compact(&t, &mut signature).expect("valid");
         assert_eq!(c.header.typ.as_deref(), Some("at+jwt"));
         assert_eq!(format!("{:?}", c.header.typ), r#"Some("at+jwt")"#);
     }
 
     #[test]
     fn wrong_part_counts_are_malformed() {
-        assert_eq!(parse_compact("").unwrap_err(), Malformed::Parts(1));
-        assert_eq!(parse_compact("a.b").unwrap_err(), Malformed::Parts(2));
-        assert_eq!(parse_compact("a.b.c.d").unwrap_err(), Malformed::Parts(4));
-        assert_eq!(parse_compact("a.b.c.d.e").unwrap_err(), Malformed::Jwe);
+        assert_eq!(
+            parse_compact("", &mut SignatureBuf::new()).unwrap_err(),
+            Malformed::Parts(1)
+        );
+        assert_eq!(
+            parse_compact("a.b", &mut SignatureBuf::new()).unwrap_err(),
+            Malformed::Parts(2)
+        );
+        assert_eq!(
+            parse_compact("a.b.c.d", &mut SignatureBuf::new()).unwrap_err(),
+            Malformed::Parts(4)
+        );
+        assert_eq!(
+            parse_compact("a.b.c.d.e", &mut SignatureBuf::new()).unwrap_err(),
+            Malformed::Jwe
+        );
     }
 
     #[test]
@@ -537,28 +551,28 @@ mod tests {
         // Padding.
         let padded = format!("{h}.{p}=.AA");
         assert_eq!(
-            parse_compact(&padded).unwrap_err(),
+            parse_compact(&padded, &mut SignatureBuf::new()).unwrap_err(),
             Malformed::Base64(Part::Payload)
         );
         // Standard alphabet instead of URL-safe.
         let std_alpha = format!("{h}.{p}.ab+/");
         assert_eq!(
-            parse_compact(&std_alpha).unwrap_err(),
+            parse_compact(&std_alpha, &mut SignatureBuf::new()).unwrap_err(),
             Malformed::Base64(Part::Signature)
         );
         // Whitespace.
         let spaced = format!("{h} .{p}.AA");
         assert_eq!(
-            parse_compact(&spaced).unwrap_err(),
+            parse_compact(&spaced, &mut SignatureBuf::new()).unwrap_err(),
             Malformed::Base64(Part::Header)
         );
         // Non-zero trailing bits: "AB" decodes to one byte with bits left over.
         let trailing = format!("{h}.{p}.AB");
         assert_eq!(
-            parse_compact(&trailing).unwrap_err(),
+            parse_compact(&trailing, &mut SignatureBuf::new()).unwrap_err(),
             Malformed::Base64(Part::Signature)
         );
-        assert!(parse_compact(&format!("{h}.{p}.AA")).is_ok());
+        assert!(parse_compact(&format!("{h}.{p}.AA"), &mut SignatureBuf::new()).is_ok());
     }
 
     #[test]
@@ -581,7 +595,7 @@ mod tests {
             ),
         ] {
             assert_eq!(
-                parse_compact(&token(header, "{}")).unwrap_err(),
+                parse_compact(&token(header, "{}"), &mut SignatureBuf::new()).unwrap_err(),
                 why,
                 "{header}"
             );
@@ -592,7 +606,10 @@ mod tests {
     fn alg_names_are_classified_exactly() {
         let alg = |a: &str| {
             let t = token(&format!(r#"{{"alg":"{a}"}}"#), "{}");
-            parse_compact(&t).expect("structure").header.alg
+            parse_compact(&t, &mut SignatureBuf::new())
+                .expect("structure")
+                .header
+                .alg
         };
         assert_eq!(alg("ES256"), AlgName::Known(Algorithm::ES256));
         assert_eq!(alg("none"), AlgName::None);
@@ -609,15 +626,28 @@ mod tests {
     fn oversized_headers_and_signatures() {
         let long_header = format!(r#"{{"alg":"HS256","x":"{}"}}"#, "a".repeat(2000));
         let t = token(&long_header, "{}");
-        assert!(parse_compact(&t).is_ok(), "long headers still parse");
+        assert!(
+            parse_compact(&t, &mut SignatureBuf::new()).is_ok(),
+            "long headers still parse"
+        );
         let h = enc(r#"{"alg":"HS256"}"#);
         let sig = B64.encode([1u8; MAX_SIGNATURE_BYTES + 1]);
         assert_eq!(
-            parse_compact(&format!("{h}.{}.{sig}", enc("{}"))).unwrap_err(),
+            parse_compact(
+                &format!("{h}.{}.{sig}", enc("{}")),
+                &mut SignatureBuf::new()
+            )
+            .unwrap_err(),
             Malformed::SignatureTooLong
         );
         let sig = B64.encode([1u8; MAX_SIGNATURE_BYTES]);
-        assert!(parse_compact(&format!("{h}.{}.{sig}", enc("{}"))).is_ok());
+        assert!(
+            parse_compact(
+                &format!("{h}.{}.{sig}", enc("{}")),
+                &mut SignatureBuf::new()
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -627,7 +657,7 @@ mod tests {
             r#"{"alg":"HS256","crit":[]}"#,
         ] {
             assert_eq!(
-                parse_compact(&token(header, "{}")).unwrap_err(),
+                parse_compact(&token(header, "{}"), &mut SignatureBuf::new()).unwrap_err(),
                 Malformed::Crit
             );
         }
@@ -636,18 +666,25 @@ mod tests {
             r#"{"alg":"HS256","b64":"no"}"#,
         ] {
             assert_eq!(
-                parse_compact(&token(header, "{}")).unwrap_err(),
+                parse_compact(&token(header, "{}"), &mut SignatureBuf::new()).unwrap_err(),
                 Malformed::UnencodedPayload
             );
         }
-        assert!(parse_compact(&token(r#"{"alg":"HS256","b64":true}"#, "{}")).is_ok());
+        assert!(
+            parse_compact(
+                &token(r#"{"alg":"HS256","b64":true}"#, "{}"),
+                &mut SignatureBuf::new()
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn key_carrying_headers_are_read_past() {
         let header = r#"{"alg":"RS256","jku":"https://evil.example/jwks","jwk":{"kty":"oct","k":"AA"},"x5u":"https://evil.example","x5c":["AA"]}"#;
         let t = token(header, "{}");
-        let c = parse_compact(&t).expect("structure is fine");
+        let mut signature = SignatureBuf::new();
+        let c = parse_compact(&t, &mut signature).expect("structure is fine");
         assert_eq!(c.header.kid, None);
         assert_eq!(c.header.alg, AlgName::Known(Algorithm::RS256));
     }
@@ -666,7 +703,8 @@ mod tests {
         );
         assert!(!same_type("", "jwt"));
         let t = token(r#"{"alg":"RS256","typ":"at+jwt"}"#, "{}");
-        let c = parse_compact(&t).expect("valid");
+        let mut signature = SignatureBuf::new();
+        let c = parse_compact(&t, &mut signature).expect("valid");
         assert_eq!(c.header.typ.as_deref(), Some("at+jwt"));
     }
 }

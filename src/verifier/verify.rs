@@ -510,12 +510,13 @@ pub fn authenticate_with_context(
             max: trust.max_token_bytes(),
         }));
     }
+    let mut signature = jose::SignatureBuf::new();
     let jose::Compact {
         signing_input,
         header,
         payload,
         signature,
-    } = jose::parse_compact(token).map_err(|m| plain(m.into()))?;
+    } = jose::parse_compact(token, &mut signature).map_err(|m| plain(m.into()))?;
     let claims = Claims::from_payload(payload).map_err(|m| plain(m.into()))?;
     let alg = algorithm(header.alg).map_err(plain)?;
 
@@ -539,7 +540,7 @@ pub fn authenticate_with_context(
         )));
     };
     let key =
-        check_signature(signing_input, &header, &signature, alg, keys).map_err(|r| match r {
+        check_signature(signing_input, &header, signature, alg, keys).map_err(|r| match r {
             Rejection::UnknownKid { .. } => plain(Rejection::UnknownKid {
                 issuer: policy.issuer().to_owned(),
             }),
@@ -662,13 +663,18 @@ fn check_requested_issuer(narrowing: &Narrowing, iss: &str) -> Result<(), Reject
 /// The JWS layer alone, for a payload that need not be a JWT: structure, a
 /// supported algorithm, a key of `keys` that fits it, and the signature.
 /// [`verify`] runs the same steps with the issuer's checks in between.
-pub fn verify_jws<'t>(token: &'t str, keys: &KeySet) -> Result<jose::Compact<'t>, Rejection> {
-    let compact = jose::parse_compact(token)?;
+/// The signature is decoded into `signature`.
+pub fn verify_jws<'t, 's>(
+    token: &'t str,
+    signature: &'s mut jose::SignatureBuf,
+    keys: &KeySet,
+) -> Result<jose::Compact<'t, 's>, Rejection> {
+    let compact = jose::parse_compact(token, signature)?;
     let alg = algorithm(compact.header.alg)?;
     check_signature(
         compact.signing_input,
         &compact.header,
-        &compact.signature,
+        compact.signature,
         alg,
         keys,
     )?;
@@ -689,11 +695,11 @@ fn algorithm(name: AlgName) -> Result<Algorithm, Rejection> {
 fn check_signature<'k>(
     signing_input: &[u8],
     header: &jose::Header,
-    signature: &jose::Signature,
+    signature: &[u8],
     alg: Algorithm,
     keys: &'k KeySet,
 ) -> Result<&'k Arc<Key>, Rejection> {
-    let check = |key: &Key| key.verify(alg, signing_input, signature.as_bytes()).is_ok();
+    let check = |key: &Key| key.verify(alg, signing_input, signature).is_ok();
     match header.kid.as_deref() {
         Some(kid) => {
             let key = keys.by_kid(kid).ok_or_else(|| Rejection::UnknownKid {

@@ -424,35 +424,75 @@ fn own_nice() -> i32 {
     rest.split(' ').nth(16).unwrap().parse().unwrap()
 }
 
+/// The nice values of this process's verification threads, from /proc.
+#[cfg(target_os = "linux")]
+fn verification_threads_nice() -> Vec<i32> {
+    let mut nice = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let path = task.unwrap().path();
+        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+            continue;
+        };
+        if !comm.trim().starts_with("jwtd-verify-") {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue; // the thread ended meanwhile
+        };
+        // The fields after the command's closing parenthesis: state is
+        // field 3, nice is field 19.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        nice.push(rest.split(' ').nth(16).unwrap().parse().unwrap());
+    }
+    nice
+}
+
+/// Waits until `threads` verification threads run `nice` above this
+/// thread. Other tests' engines share the process (their threads keep the
+/// default), so a configured value is told apart by its count.
+#[cfg(target_os = "linux")]
+fn wait_for_niced_threads(threads: usize, nice: i32) {
+    let want = (own_nice() + nice).min(19);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = verification_threads_nice();
+        if found.iter().filter(|n| **n == want).count() >= threads {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "want {threads} threads at nice {want}: {found:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The pool's threads run at a lower priority than the network threads, so
 /// under overload the front end (hits, shedding) gets the CPU first.
 #[cfg(target_os = "linux")]
 #[test]
 fn the_verification_threads_are_niced() {
     let _engine = engine(2, BOUND);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut nice = Vec::new();
-        for task in std::fs::read_dir("/proc/self/task").unwrap() {
-            let path = task.unwrap().path();
-            let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
-                continue;
-            };
-            if !comm.trim().starts_with("jwtd-verify-") {
-                continue;
-            }
-            let stat = std::fs::read_to_string(path.join("stat")).unwrap();
-            // The fields after the command's closing parenthesis: state is
-            // field 3, nice is field 19.
-            let rest = &stat[stat.rfind(')').unwrap() + 2..];
-            let n: i32 = rest.split(' ').nth(16).unwrap().parse().unwrap();
-            nice.push(n);
-        }
-        let want = (own_nice() + jwtd::engine::POOL_NICE).min(19);
-        if !nice.is_empty() && nice.iter().all(|n| *n == want) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "pool threads' nice: {nice:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert_eq!(EngineConfig::default().pool_nice, 10);
+    wait_for_niced_threads(2, 10);
+}
+
+/// `[cache] pool_nice` sets how much nicer they run (a value no other test
+/// uses, so only this engine's threads can have it).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_verification_threads_take_the_configured_nice() {
+    let config = EngineConfig {
+        threads: 3,
+        pool_nice: 4,
+        ..EngineConfig::default()
+    };
+    let limits = Limits {
+        max_batch: 64,
+        max_token_bytes: 8192,
+        max_pending_tokens: Some(BOUND),
+    };
+    let registry = Registry::fixed(trust(), limits);
+    let _engine = Engine::new(registry, Arc::new(FixedClock(now())), config).unwrap();
+    wait_for_niced_threads(3, 4);
 }

@@ -17,6 +17,7 @@
 //! negative_entries = 10000
 //! negative_ttl_seconds = 30
 //! threads = 0                    # verification threads; 0 = one per core
+//! pool_nice = 10                 # their nice value above the process's (0..=19)
 //! [fetch]
 //! connect_timeout_seconds = 5
 //! timeout_seconds = 10
@@ -609,6 +610,14 @@ mod tests {
 
         let (key, _) = invalid_key(&format!("[cache]\nmemo_max_ttl_seconds = 0\n{MINIMAL}"));
         assert_eq!(key, "cache.memo_max_ttl_seconds");
+
+        let (key, problem) = invalid_key(&format!("[cache]\npool_nice = 20\n{MINIMAL}"));
+        assert_eq!(key, "cache.pool_nice");
+        assert!(problem.contains("0..=19"), "{problem}");
+        let (key, _) = invalid_key(&format!("[cache]\npool_nice = -1\n{MINIMAL}"));
+        assert_eq!(key, "cache.pool_nice");
+        let zero = parse(&format!("[cache]\npool_nice = 0\n{MINIMAL}")).expect("valid");
+        assert_eq!(zero.cache.pool_nice, 0);
 
         let (key, _) = invalid_key(&format!("metrics_listen = \"9464\"\n{MINIMAL}"));
         assert_eq!(key, "metrics_listen");

@@ -100,6 +100,7 @@ pub(super) struct RawCache {
     pub(super) negative_entries: Option<usize>,
     pub(super) negative_ttl_seconds: Option<i64>,
     pub(super) threads: Option<usize>,
+    pub(super) pool_nice: Option<i32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -123,6 +123,7 @@ pub(super) fn cache(raw: &RawCache) -> Result<EngineConfig, ConfigError> {
             .negative_ttl_seconds
             .unwrap_or(defaults.negative_ttl_seconds),
         threads: raw.threads.unwrap_or(defaults.threads),
+        pool_nice: raw.pool_nice.unwrap_or(defaults.pool_nice),
     };
     for (key, value, range) in [
         (
@@ -146,6 +147,7 @@ pub(super) fn cache(raw: &RawCache) -> Result<EngineConfig, ConfigError> {
             1..=3_600,
         ),
         ("cache.threads", cache.threads as i64, 0..=1024),
+        ("cache.pool_nice", i64::from(cache.pool_nice), 0..=19),
     ] {
         if !range.contains(&value) {
             return Err(invalid(

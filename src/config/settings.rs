@@ -204,7 +204,15 @@ pub struct EngineConfig {
     pub negative_ttl_seconds: i64,
     /// Verification threads; 0 means one per core.
     pub threads: usize,
+    /// How much nicer than the process the verification threads run
+    /// (0..=19; Linux). The default, [`DEFAULT_POOL_NICE`], keeps the
+    /// network threads first under overload; 0 gives cold calls the
+    /// shortest tail below capacity (BENCHMARKS.md has both, measured).
+    pub pool_nice: i32,
 }
+
+/// The verification threads' default nice value relative to the process.
+pub const DEFAULT_POOL_NICE: i32 = 10;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -215,6 +223,7 @@ impl Default for EngineConfig {
             negative_entries: 10_000,
             negative_ttl_seconds: 30,
             threads: 0,
+            pool_nice: DEFAULT_POOL_NICE,
         }
     }
 }

@@ -64,7 +64,11 @@ pub fn pieces(len: usize, threads: usize) -> usize {
 impl Pool {
     /// Starts `threads` workers named `{name}-{i}`, each running `start`
     /// first (to lower its priority, say).
-    pub fn new(threads: usize, name: &str, start: fn()) -> std::io::Result<Pool> {
+    pub fn new(
+        threads: usize,
+        name: &str,
+        start: impl Fn() + Clone + Send + 'static,
+    ) -> std::io::Result<Pool> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 jobs: VecDeque::new(),
@@ -74,7 +78,7 @@ impl Pool {
             work: Condvar::new(),
         });
         for i in 0..threads {
-            let shared = Arc::clone(&shared);
+            let (shared, start) = (Arc::clone(&shared), start.clone());
             std::thread::Builder::new()
                 .name(format!("{name}-{i}"))
                 .spawn(move || {

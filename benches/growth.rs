@@ -14,7 +14,14 @@
 //!   tokens (1k, 100k, 1M), so the larger sets miss the CPU caches as a
 //!   real hot set would; bytes per entry are `benches/memory.rs`;
 //! - `growth/token_cold/<B>`, `growth/token_hit/<B>`: a token of about B
-//!   bytes (300 to 8 KB), padded with a string claim.
+//!   bytes (300 to 8 KB), padded with a string claim;
+//! - `growth/memory_miss/<N>`: the floor under `memo_hit/<N>`, one
+//!   dependent load at a random cache line of a buffer as large as N memo
+//!   entries (2 KiB each, their resident size in `benches/memory.rs`). A
+//!   hit in `memo_hit` has at least three such loads in a row, whatever the
+//!   table: the token's own bytes (scattered here, as the bench's tokens
+//!   are; in a service they have just arrived and are in cache), the table
+//!   slot its hash picks, and the entry whose bytes are compared.
 
 #![allow(
     clippy::unwrap_used,
@@ -224,7 +231,40 @@ fn growth(c: &mut Criterion) {
             })
         });
     }
+    // The memory floor under those hits: dependent loads at random lines.
+    for n in [1_000usize, 100_000, 1_000_000] {
+        let chain = random_cycle(n * 2048 / 64);
+        let mut at = 0usize;
+        group.bench_function(BenchmarkId::new("memory_miss", n), |b| {
+            b.iter(|| {
+                at = chain[at] as usize;
+                at
+            })
+        });
+    }
     group.finish();
+}
+
+/// One cache line per element, each naming the next line of a single cycle
+/// through all `lines` in a random order, so each step is a load whose
+/// address depends on the one before (no prefetcher can run ahead).
+fn random_cycle(lines: usize) -> Vec<u64> {
+    const STEP: usize = 64 / std::mem::size_of::<u64>();
+    let mut order: Vec<usize> = (0..lines).collect();
+    // A fixed xorshift seed: the same cycle every run.
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    for i in (1..lines).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        order.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    let mut chain = vec![0u64; lines * STEP];
+    for pair in 0..lines {
+        let (from, to) = (order[pair], order[(pair + 1) % lines]);
+        chain[from * STEP] = (to * STEP) as u64;
+    }
+    chain
 }
 
 criterion_group!(benches, growth);

@@ -7,7 +7,10 @@
 # for each scenario RUNS times: a fresh jwtd with the corpus's config under
 # load (its CPU and peak RSS read from /proc), and the echo server (the
 # transport ceiling) under the same load. single-cold is then run again at
-# half its measured maximum rate for its latency target. Prints the markdown
+# half its measured maximum rate for its latency target, jwtd with /metrics
+# on (its own time per call, from jwtd_rpc_duration_seconds), then again
+# with [cache] pool_nice = 0, and the echo server at the same rate (the
+# driver's floor there). Prints the markdown
 # rows (medians over runs) of BENCHMARKS.md. Reports stay in target/loadtest.
 #
 # OUT (default target/loadtest) holds corpora, logs and JSON reports; JWTD
@@ -151,10 +154,23 @@ for scenario in $SCENARIOS; do
         [ -z "$GHZ" ] || ghz_run "$scenario" "$i"
     done
     if [ "$scenario" = single-cold ]; then
+        # Target 6's runs: jwtd with /metrics on (a free loopback port), so
+        # the report has jwtd's own time per call beside the driver's, and
+        # the echo server at the same rate: the driver's own floor there.
         half=$("$BIN/jwtd-load" table --half-rate "$OUT"/json/single-cold-jwtd-*.json)
+        port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        sed "s/^metrics_listen = .*/metrics_listen = \"127.0.0.1:$port\"/" \
+            "$OUT/single-cold/jwtd.toml" >"$OUT/single-cold/jwtd-metrics.toml"
+        # The same with the verification pool at the network threads'
+        # priority ([cache] pool_nice = 0; the default is 10).
+        sed '/^\[cache\]/a pool_nice = 0' \
+            "$OUT/single-cold/jwtd-metrics.toml" >"$OUT/single-cold/jwtd-nice0.toml"
         for i in $(seq "$RUNS"); do
-            one_run single-cold jwtd-half-rate "$i" "$JWTD" --config "$OUT/single-cold/jwtd.toml" -- \
+            one_run single-cold jwtd-half-rate "$i" "$JWTD" --config "$OUT/single-cold/jwtd-metrics.toml" -- \
                 --rate "$half" --max-error-rate 0
+            one_run single-cold jwtd-half-rate-nice0 "$i" "$JWTD" --config "$OUT/single-cold/jwtd-nice0.toml" -- \
+                --rate "$half" --max-error-rate 0
+            one_run single-cold echo-half-rate "$i" "$BIN/jwtd-load" echo-server -- --rate "$half"
         done
     fi
 done

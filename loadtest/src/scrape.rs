@@ -7,9 +7,10 @@
 //! - **Bucket deltas, not server percentiles.** A Prometheus histogram is
 //!   cumulative since the server started, warm-up included; the difference
 //!   of two scrapes is exactly the calls that ended between them. Shares
-//!   "under 0.25 ms / 0.5 ms / 1 ms" are read at bucket bounds jwtd has
-//!   (0.0001, 0.00025, 0.0005, 0.001, 0.0025, …), so they are exact counts,
-//!   not interpolations; a percentile is given as the bound it is under.
+//!   "under 0.25 ms / 0.5 ms / 1 ms / 2 ms" are read at bucket bounds jwtd
+//!   has (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.0025, …), so they are
+//!   exact counts, not interpolations; a percentile is given as the bound it
+//!   is under.
 //! - **A counter that went down is an error**: the server restarted between
 //!   the scrapes, and the difference would mean nothing.
 //! - **HTTP/1.0 by hand** for the GET. The endpoint is plain HTTP on
@@ -32,7 +33,7 @@ pub const CODE_OK: &str = "Ok";
 /// jwtd's name (`code` label) of RESOURCE_EXHAUSTED.
 pub const CODE_SHED: &str = "ResourceExhausted";
 /// The bounds the report gives shares under, in seconds.
-pub const SHARE_BOUNDS: [f64; 3] = [0.00025, 0.0005, 0.001];
+pub const SHARE_BOUNDS: [f64; 4] = [0.00025, 0.0005, 0.001, 0.002];
 /// Largest `/metrics` answer read.
 const MAX_BODY: usize = 16 << 20;
 
@@ -401,10 +402,10 @@ mod tests {
 
     /// The shape metrics-exporter-prometheus renders (jwtd's buckets), with
     /// another method and another metric around it.
-    fn exposition(ok: [u64; 15], ok_sum: f64, shed: [u64; 15], shed_sum: f64) -> String {
+    fn exposition(ok: [u64; 16], ok_sum: f64, shed: [u64; 16], shed_sum: f64) -> String {
         let les = [
-            "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05",
-            "0.1", "0.25", "0.5", "1", "2.5", "+Inf",
+            "0.0001", "0.00025", "0.0005", "0.001", "0.002", "0.0025", "0.005", "0.01", "0.025",
+            "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf",
         ];
         let mut text = String::from(
             "# TYPE jwtd_rpc_duration_seconds histogram\n\
@@ -432,9 +433,9 @@ mod tests {
     #[test]
     fn parses_one_method_by_code() {
         let text = exposition(
-            [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 10, 10, 10, 10],
+            [0, 1, 2, 3, 3, 4, 5, 6, 7, 8, 9, 10, 10, 10, 10, 10],
             0.5,
-            [1, 2, 3, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4],
+            [1, 2, 3, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4],
             0.001,
         );
         let h = RpcHistogram::parse(&text, VERIFY_METHOD).expect("parses");
@@ -445,8 +446,9 @@ mod tests {
         let ok = &h.codes["Ok"];
         assert_eq!(ok.count, 10);
         assert_eq!(ok.sum, 0.5);
-        assert_eq!(ok.cumulative.len(), 15);
-        assert_eq!(ok.cumulative[14], (f64::INFINITY, 10));
+        assert_eq!(ok.cumulative.len(), 16);
+        assert_eq!(ok.cumulative[15], (f64::INFINITY, 10));
+        assert_eq!(ok.cumulative[4], (0.002, 3));
         assert_eq!(ok.cumulative[1], (0.00025, 1));
         // The Check method's 99 calls are not Verify's.
         let check = RpcHistogram::parse(&text, "envoy.service.auth.v3.Authorization/Check")
@@ -458,9 +460,9 @@ mod tests {
     fn deltas_between_two_scrapes() {
         let before = RpcHistogram::parse(
             &exposition(
-                [0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 4, 4, 4, 4, 4],
+                [0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 4, 4, 4, 4, 4],
                 0.1,
-                [0; 15],
+                [0; 16],
                 0.0,
             ),
             VERIFY_METHOD,
@@ -470,10 +472,12 @@ mod tests {
         // shed calls, 60 under 0.25 ms, 90 under 0.5 ms, 99 under 1 ms.
         let after = RpcHistogram::parse(
             &exposition(
-                [0, 0, 0, 0, 10, 30, 51, 70, 90, 100, 100, 100, 100, 100, 100],
+                [
+                    0, 0, 0, 0, 5, 10, 30, 51, 70, 90, 100, 100, 100, 100, 100, 100,
+                ],
                 1.7,
                 [
-                    20, 60, 90, 99, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100,
+                    20, 60, 90, 99, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100,
                 ],
                 0.02,
             ),
@@ -483,9 +487,9 @@ mod tests {
         let delta = after.since(&before).expect("no reset");
         // Bucket by bucket: 51 - 1 under 10 ms, 100 - 4 under 100 ms.
         let ok_buckets = &delta.codes[CODE_OK];
-        assert_eq!(ok_buckets.cumulative[6], (0.01, 50));
-        assert_eq!(ok_buckets.cumulative[8], (0.05, 87));
-        assert_eq!(ok_buckets.cumulative[14], (f64::INFINITY, 96));
+        assert_eq!(ok_buckets.cumulative[7], (0.01, 50));
+        assert_eq!(ok_buckets.cumulative[9], (0.05, 87));
+        assert_eq!(ok_buckets.cumulative[15], (f64::INFINITY, 96));
         // p90 needs 87 of 96 calls: exactly the 87 under 50 ms.
         assert_eq!(ok_buckets.quantile_bound(0.9), Some(0.05));
         assert_eq!(ok_buckets.quantile_bound(0.91), Some(0.1));
@@ -493,6 +497,8 @@ mod tests {
         assert_eq!(ok.calls, 96);
         assert!((ok.mean_seconds.expect("calls") - 1.6 / 96.0).abs() < 1e-12);
         assert_eq!(ok.share_under.get("0.001"), Some(&0.0));
+        // 5 of 96 at or under 2 ms, counted at jwtd's 2 ms bound.
+        assert_eq!(ok.share_under.get("0.002"), Some(&(5.0 / 96.0)));
         // 50 of 96 at or under 10 ms: the median is under the 0.01 bound.
         assert_eq!(ok.p50_at_most_seconds, Some(0.01));
         assert_eq!(ok.p99_at_most_seconds, Some(0.1));
@@ -502,6 +508,7 @@ mod tests {
         assert_eq!(shed.share_under.get("0.00025"), Some(&0.6));
         assert_eq!(shed.share_under.get("0.0005"), Some(&0.9));
         assert_eq!(shed.share_under.get("0.001"), Some(&0.99));
+        assert_eq!(shed.share_under.get("0.002"), Some(&1.0));
         assert_eq!(shed.p50_at_most_seconds, Some(0.00025));
         assert_eq!(shed.p99_at_most_seconds, Some(0.001));
 

@@ -30,7 +30,7 @@
 use std::borrow::Cow;
 
 use crate::verifier::jose::{Malformed, Part};
-use crate::verifier::json::{JsonProblem, Scanner, Seen};
+use crate::verifier::json::{JsonProblem, Scanner, Seen, short_key};
 
 /// Entries a [`Texts`] list holds without a heap allocation: a typical
 /// token's audiences, scopes and custom claims fit.
@@ -304,65 +304,76 @@ fn read(payload: &str) -> Result<Claims, Malformed> {
     scan.begin_object().map_err(syntax)?;
     let mut first = true;
     while let Some(name) = scan.next_name(&mut first).map_err(syntax)? {
+        const ISS: u64 = short_key(b"iss");
+        const SUB: u64 = short_key(b"sub");
+        const JTI: u64 = short_key(b"jti");
+        const AZP: u64 = short_key(b"azp");
+        const SCOPE: u64 = short_key(b"scope");
+        const SCP: u64 = short_key(b"scp");
+        const AUD: u64 = short_key(b"aud");
+        const EXP: u64 = short_key(b"exp");
+        const NBF: u64 = short_key(b"nbf");
+        const IAT: u64 = short_key(b"iat");
         let wrong = |claim: &'static str| move |_: JsonProblem| Malformed::ClaimType(claim);
         let text = |scan: &mut Scanner<'_>, claim| {
             let value = scan.string().map_err(wrong(claim))?;
             Ok::<_, Malformed>(Some(Text::new(payload, value)))
         };
         // Which registered claim, and whether it counts as present.
-        let (bit, present) = match &*name {
-            "iss" => {
+        let (bit, present) = match name.key() {
+            ISS => {
                 claims.iss = text(&mut scan, "iss")?;
                 (0, true)
             }
-            "sub" => {
+            SUB => {
                 claims.sub = text(&mut scan, "sub")?;
                 (1, true)
             }
-            "jti" => {
+            JTI => {
                 claims.jti = text(&mut scan, "jti")?;
                 (2, true)
             }
-            "azp" => {
+            AZP => {
                 claims.azp = text(&mut scan, "azp")?;
                 (3, true)
             }
-            "client_id" => {
-                claims.client_id = text(&mut scan, "client_id")?;
-                (4, true)
-            }
             // `null` is absent, as for every other claim.
-            "scope" => (
+            SCOPE => (
                 5,
                 scopes(&mut scan, payload, &mut claims.scopes).map_err(wrong("scope"))?,
             ),
-            "scp" => (
+            SCP => (
                 6,
                 scopes(&mut scan, payload, &mut claims.scopes).map_err(wrong("scp"))?,
             ),
-            "aud" => {
+            AUD => {
                 claims.aud = Some(audiences(&mut scan, payload).map_err(wrong("aud"))?);
                 (7, true)
             }
-            "exp" => {
+            EXP => {
                 claims.exp = Some(numeric_date(&mut scan).map_err(wrong("exp"))?);
                 (8, true)
             }
-            "nbf" => {
+            NBF => {
                 claims.nbf = Some(numeric_date(&mut scan).map_err(wrong("nbf"))?);
                 (9, true)
             }
-            "iat" => {
+            IAT => {
                 claims.iat = Some(numeric_date(&mut scan).map_err(wrong("iat"))?);
                 (10, true)
             }
+            // The one registered name longer than seven bytes.
+            _ if name.text == "client_id" => {
+                claims.client_id = text(&mut scan, "client_id")?;
+                (4, true)
+            }
             _ => {
                 let null = scan.skip_value().map_err(syntax)?;
-                if !seen.insert(name.clone()) {
-                    return Err(syntax(JsonProblem::Duplicate));
-                }
                 if !null {
-                    claims.custom.push(Text::new(payload, name));
+                    claims.custom.push(Text::new(payload, name.text.clone()));
+                }
+                if !seen.insert(name.text) {
+                    return Err(syntax(JsonProblem::Duplicate));
                 }
                 continue;
             }
@@ -384,6 +395,9 @@ fn read(payload: &str) -> Result<Claims, Malformed> {
 fn numeric_date(scan: &mut Scanner<'_>) -> Result<i64, JsonProblem> {
     // i64::MAX as f64 rounds up to 2^63, so the bound is exclusive.
     const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    if let Some(seconds) = scan.small_integer() {
+        return Ok(seconds);
+    }
     let number = scan.number()?;
     if let Some(seconds) = number.to_i64() {
         return Ok(seconds);

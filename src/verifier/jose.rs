@@ -31,7 +31,7 @@
 use std::fmt;
 use std::mem::MaybeUninit;
 
-use crate::verifier::json::{JsonProblem, Scanner, Seen};
+use crate::verifier::json::{JsonProblem, Scanner, Seen, short_key};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
 /// base64url as RFC 7515 §2 requires: no padding, canonical trailing bits.
@@ -420,37 +420,54 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header, Malformed> {
     let syntax = |problem| Malformed::json(problem, Part::Header);
     let text = std::str::from_utf8(bytes).map_err(|_| syntax(JsonProblem::Invalid))?;
     let mut scan = Scanner::new(text);
+    // The members read here are caught twice by one bit each, the others
+    // by `Seen`.
+    let mut known = 0u8;
     let mut seen = Seen::default();
     let (mut alg, mut kid, mut typ) = (None, None, None);
     scan.begin_object().map_err(syntax)?;
     let mut first = true;
     while let Some(name) = scan.next_name(&mut first).map_err(syntax)? {
-        match &*name {
-            "alg" => {
+        const ALG: u64 = short_key(b"alg");
+        const KID: u64 = short_key(b"kid");
+        const TYP: u64 = short_key(b"typ");
+        const CRIT: u64 = short_key(b"crit");
+        const B64: u64 = short_key(b"b64");
+        let bit = match name.key() {
+            ALG => {
                 let value = scan.string().map_err(|_| Malformed::Alg)?;
                 alg = Some(AlgName::classify(&value));
+                1
             }
-            "kid" => {
+            KID => {
                 let value = scan.string().map_err(|_| Malformed::Kid)?;
                 kid = Some(HeaderText::new(&value));
+                2
             }
-            "typ" => {
+            TYP => {
                 let value = scan.string().map_err(|_| Malformed::Typ)?;
                 typ = Some(HeaderText::new(&value));
+                4
             }
-            "crit" => return Err(Malformed::Crit),
-            "b64" => {
+            CRIT => return Err(Malformed::Crit),
+            B64 => {
                 if !scan.literal_true() {
                     return Err(Malformed::UnencodedPayload);
                 }
+                8
             }
             _ => {
                 scan.skip_value().map_err(syntax)?;
+                if !seen.insert(name.text) {
+                    return Err(syntax(JsonProblem::Duplicate));
+                }
+                continue;
             }
-        }
-        if !seen.insert(name) {
+        };
+        if known & bit != 0 {
             return Err(syntax(JsonProblem::Duplicate));
         }
+        known |= bit;
     }
     let alg = alg.ok_or(Malformed::Alg)?;
     scan.end().map_err(syntax)?;
@@ -591,6 +608,26 @@ mod tests {
             ),
             (
                 r#"{"alg":"HS256","x":{"a":1,"a":2}}"#,
+                Malformed::DuplicateMember(Part::Header),
+            ),
+            (
+                r#"{"alg":"HS256","kid":"a","kid":"b"}"#,
+                Malformed::DuplicateMember(Part::Header),
+            ),
+            (
+                r#"{"typ":"JWT","alg":"HS256","typ":"JWT"}"#,
+                Malformed::DuplicateMember(Part::Header),
+            ),
+            (
+                r#"{"alg":"HS256","b64":true,"b64":true}"#,
+                Malformed::DuplicateMember(Part::Header),
+            ),
+            (
+                r#"{"alg":"HS256","\u0061lg":"HS256"}"#,
+                Malformed::DuplicateMember(Part::Header),
+            ),
+            (
+                r#"{"alg":"HS256","x":1,"\u0078":2}"#,
                 Malformed::DuplicateMember(Part::Header),
             ),
         ] {

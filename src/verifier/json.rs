@@ -23,6 +23,16 @@
 //!   6.3k (2.9k of it in [`Scanner::string`], some 110 per string). The
 //!   gain is smaller than serde's share suggested: serde_json's walk was
 //!   already lean, and what it cost was spread over the call tree.
+//! - Member names of at most seven bytes without escapes (every registered
+//!   header and claim name but `client_id`) are read from one 8-byte word
+//!   and handed to the caller with a [`Name::key`], their bytes and length
+//!   as one integer, so headers and claims match their known names with
+//!   integer comparisons instead of a string scan and `memcmp`s. An escaped
+//!   name gets its key from its decoded text, so `"\u0069ss"` is still
+//!   `iss`, and the length in the key keeps `"a\u0000"` apart from `"a"`.
+//!   NumericDates of up to 18 digits are read as integers in the same pass
+//!   ([`Scanner::small_integer`]). Both together: 10,785 → 9,610
+//!   instructions of fixed cost per HS256 bench token (2026-12-06).
 //! - It accepts the same texts as serde_json, so a JWK Set checked here and
 //!   then read by serde_json means one thing to both: the grammar of RFC 8259
 //!   (no trailing commas, no leading zeros, no `+`, no bare `.`), strings
@@ -141,6 +151,50 @@ impl Number<'_> {
     }
 }
 
+/// A member name as [`Scanner::next_name`] read it: its text, and for a
+/// name of at most seven bytes the same as one integer ([`Name::key`]), so
+/// a caller matches its known names with integer comparisons.
+#[derive(Debug)]
+pub(crate) struct Name<'a> {
+    key: u64,
+    /// The name, unescaped.
+    pub(crate) text: Cow<'a, str>,
+}
+
+/// The [`Name::key`] of every name longer than seven bytes.
+const LONG_NAME: u64 = u64::MAX;
+
+impl<'a> Name<'a> {
+    fn new(text: Cow<'a, str>) -> Self {
+        Self {
+            key: short_key(text.as_bytes()),
+            text,
+        }
+    }
+
+    /// The name's bytes little-endian with its length in the top byte
+    /// ([`short_key`]), or a value no short name has.
+    pub(crate) fn key(&self) -> u64 {
+        self.key
+    }
+}
+
+/// The key of a name of at most seven bytes: its bytes little-endian, its
+/// length in the top byte (so `"a"` and `"a\u0000"` differ); longer names
+/// all get [`LONG_NAME`], whose top byte no short name has.
+pub(crate) const fn short_key(name: &[u8]) -> u64 {
+    if name.len() > 7 {
+        return LONG_NAME;
+    }
+    let mut key = (name.len() as u64) << 56;
+    let mut i = 0;
+    while i < name.len() {
+        key |= (name[i] as u64) << (8 * i);
+        i += 1;
+    }
+    key
+}
+
 /// A pull scanner over one JSON text. Each method reads one piece of the
 /// grammar at the current position, after any whitespace, and fails with
 /// [`JsonProblem::Invalid`] on anything else; callers walk an object with
@@ -218,16 +272,44 @@ impl<'a> Scanner<'a> {
 
     /// Reads the next member's name and its `:`, or the object's closing
     /// `}` (then `None`). `first` starts true for each object.
-    pub(crate) fn next_name(
-        &mut self,
-        first: &mut bool,
-    ) -> Result<Option<Cow<'a, str>>, JsonProblem> {
+    pub(crate) fn next_name(&mut self, first: &mut bool) -> Result<Option<Name<'a>>, JsonProblem> {
         if !self.more(b'}', first)? {
             return Ok(None);
         }
-        let name = self.string()?;
+        let name = match self.short_plain_name() {
+            Some(name) => name,
+            None => Name::new(self.string()?),
+        };
         self.eat(b':')?;
         Ok(Some(name))
+    }
+
+    /// The name at the position when it is plain (no escape) and at most
+    /// seven bytes long, read from one word; `None` (nothing read) for
+    /// every other string, which [`Scanner::string`] reads instead. Most
+    /// member names of headers and claims are such names: this spares them
+    /// the string scan and lets callers match them as one integer.
+    fn short_plain_name(&mut self) -> Option<Name<'a>> {
+        let at = self.pos;
+        let bytes = self.bytes();
+        if bytes.get(at) != Some(&b'"') {
+            return None;
+        }
+        let mut word = [0; 8];
+        word.copy_from_slice(bytes.get(at + 1..at + 9)?);
+        let word = u64::from_le_bytes(word);
+        let len = (stops(word).trailing_zeros() / 8) as usize;
+        // Eight plain bytes (len 8), or a stop that is not the closing quote.
+        if bytes.get(at + 1 + len) != Some(&b'"') || len > 7 {
+            return None;
+        }
+        let text = self.text.get(at + 1..at + 1 + len)?;
+        self.pos = at + 2 + len;
+        let low = (1u64 << (8 * len)) - 1;
+        Some(Name {
+            key: (word & low) | (len as u64) << 56,
+            text: Cow::Borrowed(text),
+        })
     }
 
     /// Reads the `[` that opens an array.
@@ -262,19 +344,34 @@ impl<'a> Scanner<'a> {
 
     /// Reads a string: borrowed from the text when it has no escapes,
     /// decoded otherwise.
+    #[inline]
     pub(crate) fn string(&mut self) -> Result<Cow<'a, str>, JsonProblem> {
         self.eat(b'"')?;
-        let bytes = self.bytes();
         let start = self.pos;
-        let mut at = start + plain_run(bytes.get(start..).unwrap_or_default());
-        match bytes.get(at) {
-            Some(b'"') => {
-                self.pos = at + 1;
-                // Both ends are next to ASCII bytes: character boundaries.
-                return self.text.get(start..at).map(Cow::Borrowed).ok_or(Invalid);
-            }
-            Some(b'\\') => {}
-            _ => return Err(Invalid),
+        let rest = self.bytes().get(start..).unwrap_or_default();
+        let run = plain_run(rest);
+        if rest.get(run) == Some(&b'"') {
+            self.pos = start + run + 1;
+            // Both ends are next to ASCII bytes: character boundaries.
+            return self
+                .text
+                .get(start..start + run)
+                .map(Cow::Borrowed)
+                .ok_or(Invalid);
+        }
+        self.escaped_string(start, start + run)
+    }
+
+    /// The rest of a string whose plain text from `start` stopped at `at`
+    /// on something other than its closing quote: an escape, a control
+    /// character or the end of the text. Out of line, so the plain strings
+    /// of every header and payload pay nothing for it.
+    #[cold]
+    #[inline(never)]
+    fn escaped_string(&mut self, start: usize, mut at: usize) -> Result<Cow<'a, str>, JsonProblem> {
+        let bytes = self.bytes();
+        if bytes.get(at) != Some(&b'\\') {
+            return Err(Invalid);
         }
         let mut out = String::with_capacity(at - start + 16);
         out.push_str(self.text.get(start..at).ok_or(Invalid)?);
@@ -301,6 +398,37 @@ impl<'a> Scanner<'a> {
                 None => return Err(Invalid),
             }
         }
+    }
+
+    /// Reads an integer of at most 18 digits, without fraction or exponent,
+    /// when one is next; `None` (nothing read) for every other number and
+    /// every other value, which [`Scanner::number`] reads or refuses. The
+    /// NumericDates of every token are such integers: this reads them in
+    /// one pass, with no text to parse again.
+    pub(crate) fn small_integer(&mut self) -> Option<i64> {
+        self.peek();
+        let bytes = self.bytes();
+        let negative = bytes.get(self.pos) == Some(&b'-');
+        let start = self.pos + usize::from(negative);
+        let mut at = start;
+        let mut value = 0i64;
+        // At most 18 digits: below 10^18, no overflow.
+        while at - start < 18
+            && let Some(&digit @ b'0'..=b'9') = bytes.get(at)
+        {
+            value = value * 10 + i64::from(digit - b'0');
+            at += 1;
+        }
+        let digits = at - start;
+        let leading_zero = digits > 1 && bytes.get(start) == Some(&b'0');
+        if digits == 0
+            || leading_zero
+            || matches!(bytes.get(at), Some(b'0'..=b'9' | b'.' | b'e' | b'E'))
+        {
+            return None;
+        }
+        self.pos = at;
+        Some(if negative { -value } else { value })
     }
 
     /// Reads a number, checking its grammar (RFC 8259 §6).
@@ -359,7 +487,7 @@ impl<'a> Scanner<'a> {
                 let mut seen = Seen::default();
                 let mut first = true;
                 while let Some(name) = self.next_name(&mut first)? {
-                    if !seen.insert(name) {
+                    if !seen.insert(name.text) {
                         return Err(Duplicate);
                     }
                     self.skip_value()?;
@@ -406,25 +534,34 @@ impl<'a> Scanner<'a> {
 /// instructions of jwtd's fixed cost per bench token went to a byte-at-a-time
 /// loop here.
 fn plain_run(bytes: &[u8]) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([1; 8]);
-    const HIGH: u64 = ONES << 7;
-    let below = |word: u64, bound: u8| word.wrapping_sub(ONES * u64::from(bound)) & !word & HIGH;
+    let mut chunks = bytes.chunks_exact(8);
     let mut at = 0;
-    while let Some(Ok(chunk)) = bytes.get(at..at + 8).map(<[u8; 8]>::try_from) {
-        let word = u64::from_le_bytes(chunk);
-        let hits = below(word ^ (ONES * u64::from(b'"')), 1)
-            | below(word ^ (ONES * u64::from(b'\\')), 1)
-            | below(word, 0x20);
+    for chunk in &mut chunks {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let hits = stops(u64::from_le_bytes(word));
         if hits != 0 {
             return at + (hits.trailing_zeros() / 8) as usize;
         }
         at += 8;
     }
-    let rest = bytes.get(at..).unwrap_or_default();
+    let rest = chunks.remainder();
     at + rest
         .iter()
         .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
         .unwrap_or(rest.len())
+}
+
+/// The high bit of each byte of `word` (little-endian) that ends a string's
+/// plain text, `"`, `\` or a control character, and possibly of bytes above
+/// the first such byte; the lowest set bit is exact.
+fn stops(word: u64) -> u64 {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    let below = |word: u64, bound: u8| word.wrapping_sub(ONES * u64::from(bound)) & !word & HIGH;
+    below(word ^ (ONES * u64::from(b'"')), 1)
+        | below(word ^ (ONES * u64::from(b'\\')), 1)
+        | below(word, 0x20)
 }
 
 /// Decodes the escape whose letter is at `at` (just past the `\`): the
@@ -682,6 +819,79 @@ mod tests {
             }
             let plain: Vec<u8> = "ab ü".bytes().cycle().take(len).collect();
             assert_eq!(plain_run(&plain), len);
+        }
+    }
+
+    #[test]
+    fn a_name_has_one_key_however_it_is_written() {
+        let doc = r#"{"iss":1, "\u0069ss":2,"a\u0000":3,"a":4,"":5,"abcdefg":6,"abcdefgh":7,"é":8,"i\"s":9}"#;
+        let mut scan = Scanner::new(doc);
+        scan.begin_object().expect("an object");
+        let mut first = true;
+        let mut names = Vec::new();
+        while let Some(name) = scan.next_name(&mut first).expect("a name") {
+            names.push((name.key(), name.text.into_owned()));
+            scan.skip_value().expect("a value");
+        }
+        let expected: Vec<(u64, String)> = [
+            "iss", "iss", "a\0", "a", "", "abcdefg", "abcdefgh", "é", "i\"s",
+        ]
+        .iter()
+        .map(|n| (short_key(n.as_bytes()), (*n).to_owned()))
+        .collect();
+        assert_eq!(names, expected);
+        assert_ne!(short_key(b"a\0"), short_key(b"a"));
+        assert_eq!(short_key(b"abcdefgh"), LONG_NAME);
+        assert_eq!(short_key(b"client_id"), LONG_NAME);
+        assert_ne!(short_key(b"abcdefg"), LONG_NAME);
+    }
+
+    #[test]
+    fn small_integers_read_as_the_number_grammar_reads_them() {
+        for doc in [
+            "0",
+            "-0",
+            "7",
+            "-7",
+            "1700000000",
+            " 42 ",
+            "42,",
+            "42}",
+            "-42]",
+            "999999999999999999",
+            "-999999999999999999",
+        ] {
+            let mut fast = Scanner::new(doc);
+            let mut full = Scanner::new(doc);
+            let number = full.number().expect("a number");
+            assert_eq!(fast.small_integer(), number.to_i64(), "{doc}");
+            assert_eq!(fast.pos, full.pos, "{doc}");
+        }
+        // Left to `number`, with nothing read: longer integers, fractions,
+        // exponents, leading zeros, and what is not a number at all.
+        for doc in [
+            "9999999999999999999",
+            "1000000000000000000",
+            "1.5",
+            "1e3",
+            "1E3",
+            "-1.0",
+            "01",
+            "-01",
+            "-",
+            "",
+            "\"1\"",
+            "null",
+            "+1",
+            ".5",
+        ] {
+            let mut fast = Scanner::new(doc);
+            assert_eq!(fast.small_integer(), None, "{doc}");
+            assert_eq!(
+                fast.bytes().get(fast.pos..),
+                doc.trim_start().as_bytes().get(..),
+                "{doc}"
+            );
         }
     }
 

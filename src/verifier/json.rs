@@ -31,8 +31,9 @@
 //!   name gets its key from its decoded text, so `"\u0069ss"` is still
 //!   `iss`, and the length in the key keeps `"a\u0000"` apart from `"a"`.
 //!   NumericDates of up to 18 digits are read as integers in the same pass
-//!   ([`Scanner::small_integer`]). Both together: 10,785 → 9,610
-//!   instructions of fixed cost per HS256 bench token (2026-12-06).
+//!   ([`Scanner::small_integer`]), eight digits at a time. With the hot
+//!   methods inlined into the two readers, these took the fixed cost per
+//!   HS256 bench token from 10,785 to 8,738 instructions (2026-12-06).
 //! - It accepts the same texts as serde_json, so a JWK Set checked here and
 //!   then read by serde_json means one thing to both: the grammar of RFC 8259
 //!   (no trailing commas, no leading zeros, no `+`, no bare `.`), strings
@@ -222,6 +223,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// The next byte after whitespace, not consumed.
+    #[inline(always)]
     pub(crate) fn peek(&mut self) -> Option<u8> {
         let bytes = self.bytes();
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(self.pos) {
@@ -230,6 +232,7 @@ impl<'a> Scanner<'a> {
         bytes.get(self.pos).copied()
     }
 
+    #[inline(always)]
     fn eat(&mut self, byte: u8) -> Result<(), JsonProblem> {
         if self.peek() == Some(byte) {
             self.pos += 1;
@@ -250,6 +253,7 @@ impl<'a> Scanner<'a> {
 
     /// Reads the `,` before the next member or element, or the closing
     /// `close`: true when another one follows.
+    #[inline(always)]
     fn more(&mut self, close: u8, first: &mut bool) -> Result<bool, JsonProblem> {
         match self.peek() {
             Some(b) if b == close => {
@@ -272,6 +276,7 @@ impl<'a> Scanner<'a> {
 
     /// Reads the next member's name and its `:`, or the object's closing
     /// `}` (then `None`). `first` starts true for each object.
+    #[inline(always)]
     pub(crate) fn next_name(&mut self, first: &mut bool) -> Result<Option<Name<'a>>, JsonProblem> {
         if !self.more(b'}', first)? {
             return Ok(None);
@@ -289,6 +294,7 @@ impl<'a> Scanner<'a> {
     /// every other string, which [`Scanner::string`] reads instead. Most
     /// member names of headers and claims are such names: this spares them
     /// the string scan and lets callers match them as one integer.
+    #[inline(always)]
     fn short_plain_name(&mut self) -> Option<Name<'a>> {
         let at = self.pos;
         let bytes = self.bytes();
@@ -344,7 +350,7 @@ impl<'a> Scanner<'a> {
 
     /// Reads a string: borrowed from the text when it has no escapes,
     /// decoded otherwise.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn string(&mut self) -> Result<Cow<'a, str>, JsonProblem> {
         self.eat(b'"')?;
         let start = self.pos;
@@ -405,6 +411,7 @@ impl<'a> Scanner<'a> {
     /// every other value, which [`Scanner::number`] reads or refuses. The
     /// NumericDates of every token are such integers: this reads them in
     /// one pass, with no text to parse again.
+    #[inline(always)]
     pub(crate) fn small_integer(&mut self) -> Option<i64> {
         self.peek();
         let bytes = self.bytes();
@@ -412,7 +419,14 @@ impl<'a> Scanner<'a> {
         let start = self.pos + usize::from(negative);
         let mut at = start;
         let mut value = 0i64;
-        // At most 18 digits: below 10^18, no overflow.
+        // At most 18 digits: below 10^18, no overflow. Eight at a time
+        // while they last (a NumericDate has ten), then one by one.
+        while at - start <= 10
+            && let Some(eight) = bytes.get(at..at + 8).and_then(eight_digits)
+        {
+            value = value * 100_000_000 + i64::from(eight);
+            at += 8;
+        }
         while at - start < 18
             && let Some(&digit @ b'0'..=b'9') = bytes.get(at)
         {
@@ -562,6 +576,27 @@ fn stops(word: u64) -> u64 {
     below(word ^ (ONES * u64::from(b'"')), 1)
         | below(word ^ (ONES * u64::from(b'\\')), 1)
         | below(word, 0x20)
+}
+
+/// The value of eight ASCII digits, or `None` when one of the bytes is not
+/// a digit. SWAR, as simdjson's `parse_eight_digits_unrolled`: a byte is a
+/// digit when its high nibble is 3 and adding 6 does not carry out of its
+/// low nibble; then pairs, quads and the two halves are combined with one
+/// multiplication each.
+fn eight_digits(bytes: &[u8]) -> Option<u32> {
+    const NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    let mut word = [0; 8];
+    word.copy_from_slice(bytes);
+    let word = u64::from_le_bytes(word);
+    let digits = (word & NIBBLES) | ((word.wrapping_add(0x0606_0606_0606_0606) & NIBBLES) >> 4);
+    if digits != 0x3333_3333_3333_3333 {
+        return None;
+    }
+    let pairs = ((word & 0x0F0F_0F0F_0F0F_0F0F).wrapping_mul(2561)) >> 8;
+    let quads = ((pairs & 0x00FF_00FF_00FF_00FF).wrapping_mul(6_553_601)) >> 16;
+    let value = ((quads & 0x0000_FFFF_0000_FFFF).wrapping_mul(42_949_672_960_001)) >> 32;
+    // Below 10^8 by construction.
+    u32::try_from(value & 0xFFFF_FFFF).ok()
 }
 
 /// Decodes the escape whose letter is at `at` (just past the `\`): the
@@ -844,6 +879,34 @@ mod tests {
         assert_eq!(short_key(b"abcdefgh"), LONG_NAME);
         assert_eq!(short_key(b"client_id"), LONG_NAME);
         assert_ne!(short_key(b"abcdefg"), LONG_NAME);
+    }
+
+    #[test]
+    fn eight_digits_read_as_decimal_and_nothing_else_passes() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let text = format!("{:08}", x % 100_000_000);
+            assert_eq!(eight_digits(text.as_bytes()), text.parse().ok(), "{text}");
+            // One byte replaced by each byte value that is not a digit.
+            let mut bytes = text.clone().into_bytes();
+            let at = (x >> 40) as usize % 8;
+            for b in (0..=255u8).filter(|b| !b.is_ascii_digit()) {
+                bytes[at] = b;
+                assert_eq!(eight_digits(&bytes), None, "{bytes:?}");
+            }
+        }
+        // Every length of every leading-digit count reads as `str::parse`.
+        for digits in 1..=18 {
+            let text: String = "9876543210123456789".chars().take(digits).collect();
+            let mut scan = Scanner::new(&text);
+            assert_eq!(scan.small_integer(), text.parse().ok(), "{text}");
+            let negative = format!("-{text}");
+            let mut scan = Scanner::new(&negative);
+            assert_eq!(scan.small_integer(), negative.parse().ok(), "{negative}");
+        }
     }
 
     #[test]

@@ -420,7 +420,13 @@ pub fn verify(
     narrowing: &Narrowing,
     now: UnixTime,
 ) -> Result<VerifiedToken, Rejection> {
-    let auth = Arc::new(authenticate(token, trust, narrowing)?);
+    // As the engine does: the result goes from `authenticate_with_context`
+    // straight into its `Arc`, not through a second `Result` (a 512-byte
+    // copy).
+    let auth = match authenticate_with_context(token, trust, narrowing) {
+        Ok(auth) => Arc::new(auth),
+        Err(failure) => return Err(failure.rejection),
+    };
     admit(&auth, narrowing, now)?;
     Ok(VerifiedToken { auth })
 }

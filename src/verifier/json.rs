@@ -189,13 +189,19 @@ pub(crate) const fn short_key(name: &[u8]) -> u64 {
     if name.len() > 7 {
         return LONG_NAME;
     }
-    let mut key = (name.len() as u64) << 56;
+    let mut word = 0;
     let mut i = 0;
     while i < name.len() {
-        key |= (name[i] as u64) << (8 * i);
+        word |= (name[i] as u64) << (8 * i);
         i += 1;
     }
-    key
+    word_key(word, name.len())
+}
+
+/// The [`short_key`] of the `len` (at most seven) bytes at the low end of
+/// `word`, little-endian; the bytes above them are ignored.
+const fn word_key(word: u64, len: usize) -> u64 {
+    (word & ((1u64 << (8 * len)) - 1)) | (len as u64) << 56
 }
 
 /// A pull scanner over one JSON text. Each method reads one piece of the
@@ -319,9 +325,8 @@ impl<'a> Scanner<'a> {
         }
         let text = self.text.get(at + 1..at + 1 + len)?;
         self.pos = at + 2 + len;
-        let low = (1u64 << (8 * len)) - 1;
         Some(Name {
-            key: (word & low) | (len as u64) << 56,
+            key: word_key(word, len),
             text: Cow::Borrowed(text),
         })
     }

@@ -15,6 +15,9 @@
 //!   real hot set would; bytes per entry are `benches/memory.rs`;
 //! - `growth/token_cold/<B>`, `growth/token_hit/<B>`: a token of about B
 //!   bytes (300 to 8 KB), padded with a string claim;
+//! - `growth/caller_token/<N>`: the bench's own part of `memo_hit/<N>`,
+//!   one byte of every word of the caller's token read in the same
+//!   scattered order (the `String`, then its bytes);
 //! - `growth/memory_miss/<N>`: the floor under `memo_hit/<N>`, one
 //!   dependent load at a random cache line of a buffer as large as N memo
 //!   entries (2 KiB each, their resident size in `benches/memory.rs`). A
@@ -228,6 +231,18 @@ fn growth(c: &mut Criterion) {
                     &result_of,
                 )
                 .unwrap()
+            })
+        });
+        // The bench's own share of those hits: reading the scattered
+        // caller's token (a service's tokens have just arrived, in cache).
+        let mut j = 0usize;
+        group.bench_function(BenchmarkId::new("caller_token", n), |b| {
+            b.iter(|| {
+                j = (j + stride) % n;
+                black_box(&tokens[j])
+                    .as_bytes()
+                    .chunks(8)
+                    .fold(0u64, |sum, chunk| sum ^ u64::from(chunk[0]))
             })
         });
     }

@@ -2,9 +2,11 @@
 //! callgrind (deterministic where wall-clock benches on a shared machine are
 //! not): `valgrind --tool=callgrind target/release/examples/instructions ALG PATH N`
 //! with ALG one of RS256, PS256, ES256, EdDSA, HS256 and PATH one of raw,
-//! cold, hit (a memo hit rendered as the full wire result), hit_status (a
-//! memo hit rendered as VIEW_STATUS_ONLY), jsonwebtoken. Subtract a run with N = 0. The keys, token and peer
-//! setup are the benches' own (`benches/common`).
+//! cold, cold_new_headers (16 tokens in turn whose header texts differ,
+//! so none is answered from the per-thread header memo), hit (a memo hit
+//! rendered as the full wire result), hit_status (a memo hit rendered as
+//! VIEW_STATUS_ONLY), jsonwebtoken. Subtract a run with N = 0. The keys,
+//! token and peer setup are the benches' own (`benches/common`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -39,6 +41,38 @@ fn main() {
             for _ in 0..n {
                 verify(
                     black_box(&token),
+                    &trust,
+                    &narrowing,
+                    UnixTime(1_700_000_000),
+                )
+                .unwrap();
+            }
+        }
+        "cold_new_headers" => {
+            // Sixteen tokens whose header texts differ (in spacing only),
+            // twice what a thread keeps, taken in turn: every verification
+            // decodes and parses its header, as for an issuer seen for the
+            // first time.
+            let signer = signer(alg);
+            let payload = serde_json::to_vec(&claims(iss_for(alg), 1)).unwrap();
+            let tokens: Vec<String> = (0..16)
+                .map(|i| {
+                    // One length for all, so the memo compares every slot's
+                    // bytes: its worst case.
+                    let header = format!(
+                        r#"{{{}"alg":{}"{alg}","kid":"{}"}}"#,
+                        " ".repeat(i),
+                        " ".repeat(15 - i),
+                        kid_for(alg)
+                    );
+                    signer.sign_raw(header.as_bytes(), &payload).unwrap()
+                })
+                .collect();
+            let trust = trust();
+            let narrowing = Narrowing::default();
+            for i in 0..n {
+                verify(
+                    black_box(&tokens[i % tokens.len()]),
                     &trust,
                     &narrowing,
                     UnixTime(1_700_000_000),

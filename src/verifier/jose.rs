@@ -31,12 +31,18 @@
 //!   whitespace, the standard alphabet's `+` and `/` and non-zero trailing
 //!   bits (`base64_must_be_canonical_unpadded_url_safe` below holds it to
 //!   that). JWK members, read once per key-set load, keep the `base64`
-//!   crate's strict engine ([`B64`]), which also encodes.
+//!   crate's strict engine ([`B64`]), which also encodes;
+//! - a header text this thread parsed successfully before is answered from
+//!   a few per-thread slots, by exact text (`verifier::recent` has the
+//!   argument): every token a key signs carries the same header.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::mem::MaybeUninit;
+use std::rc::Rc;
 
 use crate::verifier::json::{JsonProblem, Scanner, Seen, short_key};
+use crate::verifier::recent::Recent;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
 /// base64url as RFC 7515 §2 requires: no padding, canonical trailing bits.
@@ -333,8 +339,9 @@ impl fmt::Debug for HeaderText {
 pub struct Compact<'t, 's> {
     /// `BASE64URL(header) '.' BASE64URL(payload)`: the bytes that were signed.
     pub signing_input: &'t [u8],
-    /// The decoded protected header.
-    pub header: Header,
+    /// The decoded protected header, shared with this thread's memo of
+    /// parsed headers.
+    pub header: Rc<Header>,
     /// The decoded payload bytes, exactly as signed.
     pub payload: Vec<u8>,
     /// The decoded signature, in the caller's [`SignatureBuf`].
@@ -405,12 +412,18 @@ fn split_parts<'t, 's>(
     signature: &'s mut SignatureBuf,
 ) -> Result<Compact<'t, 's>, Malformed> {
     // Header and signature decode into stack buffers, neither zeroed: only
-    // the payload, which a verified token keeps, is allocated.
-    let mut buf = [MaybeUninit::uninit(); 512];
-    let header = match decode_into(h, &mut buf, Part::Header)? {
-        Some(header) => parse_header(header)?,
-        None => parse_header(&decode(h, Part::Header)?)?,
-    };
+    // the payload, which a verified token keeps, is allocated. A header
+    // text this thread parsed before is not decoded again (`HEADERS`).
+    let header = HEADERS.with_borrow_mut(|recent| {
+        recent.get_or_try(h, || {
+            let mut buf = [MaybeUninit::uninit(); 512];
+            let header = match decode_into(h, &mut buf, Part::Header)? {
+                Some(header) => parse_header(header),
+                None => parse_header(&decode(h, Part::Header)?),
+            };
+            header.map(Rc::new)
+        })
+    })?;
     let payload = decode(p, Part::Payload)?;
     let Some(signature) = decode_into(s, &mut signature.0, Part::Signature)? else {
         return Err(Malformed::SignatureTooLong);
@@ -421,6 +434,12 @@ fn split_parts<'t, 's>(
         payload,
         signature,
     })
+}
+
+thread_local! {
+    /// The headers this thread parsed last, by their exact base64url text
+    /// (`verifier::recent` has the argument).
+    static HEADERS: RefCell<Recent<Rc<Header>>> = const { RefCell::new(Recent::new()) };
 }
 
 /// The token's base64url: unpadded, URL-safe alphabet, canonical trailing
@@ -547,6 +566,27 @@ mod tests {
                 .iter()
                 .all(|a| AlgorithmSet::all().contains(*a))
         );
+    }
+
+    #[test]
+    fn every_token_gets_its_own_header_however_many_this_thread_keeps() {
+        // Headers that differ in one character of their kid, more of them
+        // than a thread keeps, with different payloads, in turn and over
+        // again: each token's header is its own, as a fresh parse gives it.
+        let kids: Vec<String> = (0..crate::verifier::recent::SLOTS * 3)
+            .map(|i| format!("key-{i:02}"))
+            .collect();
+        for round in 0..3 {
+            for (i, kid) in kids.iter().enumerate() {
+                let header = format!(r#"{{"alg":"ES256","kid":"{kid}"}}"#);
+                let t = token(&header, &format!(r#"{{"n":{round}{i}}}"#));
+                let mut signature = SignatureBuf::new();
+                let c = parse_compact(&t, &mut signature).expect("valid structure");
+                assert_eq!(c.header.kid.as_deref(), Some(kid.as_str()), "round {round}");
+                assert_eq!(*c.header, parse_header(header.as_bytes()).unwrap());
+                assert_eq!(c.payload, format!(r#"{{"n":{round}{i}}}"#).as_bytes());
+            }
+        }
     }
 
     #[test]

@@ -570,6 +570,7 @@ pub fn authenticate_with_context(
         // Kept only when the policy checks it: no allocation otherwise.
         typ: header
             .typ
+            .as_ref()
             .filter(|_| policy.types().is_some())
             .map(|typ| typ.as_str().to_owned()),
         roles,

@@ -63,13 +63,7 @@ fn main() {
             let auth = authenticate(&t, &trust, &narrowing).unwrap();
             let until = valid_until(now, auth.claims().exp(), 60, 300);
             let heap = auth.heap_bytes();
-            memo.insert(
-                &hasher.key(&t).to_owned_key(),
-                Arc::new(auth),
-                now,
-                until,
-                heap,
-            );
+            memo.insert(&hasher.key(&t).to_owned_key(), auth, now, until, heap);
         }
         let after = resident_bytes();
         println!(

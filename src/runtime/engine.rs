@@ -882,7 +882,6 @@ impl Engine {
         }
         match checked {
             Ok(auth) => {
-                let auth = Arc::new(auth);
                 let rendered = (
                     work.index,
                     render_admitted(

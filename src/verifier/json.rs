@@ -315,9 +315,7 @@ impl<'a> Scanner<'a> {
         if bytes.get(at) != Some(&b'"') {
             return None;
         }
-        let mut word = [0; 8];
-        word.copy_from_slice(bytes.get(at + 1..at + 9)?);
-        let word = u64::from_le_bytes(word);
+        let word = le_word(bytes.get(at + 1..at + 9)?);
         let len = (stops(word).trailing_zeros() / 8) as usize;
         // Eight plain bytes (len 8), or a stop that is not the closing quote.
         if bytes.get(at + 1 + len) != Some(&b'"') || len > 7 {
@@ -564,9 +562,7 @@ fn plain_run(bytes: &[u8]) -> usize {
     let mut chunks = bytes.chunks_exact(8);
     let mut at = 0;
     for chunk in &mut chunks {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let hits = stops(u64::from_le_bytes(word));
+        let hits = stops(le_word(chunk));
         if hits != 0 {
             return at + (hits.trailing_zeros() / 8) as usize;
         }
@@ -577,6 +573,15 @@ fn plain_run(bytes: &[u8]) -> usize {
         .iter()
         .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
         .unwrap_or(rest.len())
+}
+
+/// The eight bytes of `eight` (which must be eight long) as one word,
+/// little-endian: the first byte lowest, as the SWAR readers count.
+#[inline(always)]
+fn le_word(eight: &[u8]) -> u64 {
+    let mut word = [0; 8];
+    word.copy_from_slice(eight);
+    u64::from_le_bytes(word)
 }
 
 /// The high bit of each byte of `word` (little-endian) that ends a string's
@@ -598,9 +603,7 @@ fn stops(word: u64) -> u64 {
 /// multiplication each.
 fn eight_digits(bytes: &[u8]) -> Option<u32> {
     const NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
-    let mut word = [0; 8];
-    word.copy_from_slice(bytes);
-    let word = u64::from_le_bytes(word);
+    let word = le_word(bytes);
     let digits = (word & NIBBLES) | ((word.wrapping_add(0x0606_0606_0606_0606) & NIBBLES) >> 4);
     if digits != 0x3333_3333_3333_3333 {
         return None;

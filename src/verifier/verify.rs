@@ -420,13 +420,14 @@ pub fn verify(
     narrowing: &Narrowing,
     now: UnixTime,
 ) -> Result<VerifiedToken, Rejection> {
-    let auth = authenticate_with_context(token, trust, narrowing).map_err(|f| f.rejection)?;
+    let auth = authenticate(token, trust, narrowing)?;
     admit(&auth, narrowing, now)?;
     Ok(VerifiedToken { auth })
 }
 
 /// The expensive part of [`verify`]: size, structure, algorithm, issuer (and
 /// the call's issuer filter), allowlist, key and signature.
+#[inline]
 pub fn authenticate(
     token: &str,
     trust: &Trust,
